@@ -1,0 +1,42 @@
+# edgekit: every install step lives here. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EDGEKIT := $(VENV)/bin/edgekit
+STAMP := $(VENV)/.installed
+DIGITS := samples/digits/build
+BUNDLES := bundles
+
+.PHONY: install demo test test-unit test-arm arm-env lint sample mobilenet bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[convert,runtime,dev]"
+	touch $(STAMP)
+
+# The digits sample: trained locally in ~20 s from scikit-learn's bundled digits (no download).
+sample: $(DIGITS)/digits.keras
+
+$(DIGITS)/digits.keras: samples/digits/train.py $(STAMP)
+	$(PY) samples/digits/train.py --out $(DIGITS)
+
+demo: install sample
+	$(EDGEKIT) convert $(DIGITS)/digits.keras --calibration $(DIGITS)/calibration.npz \
+		--labels samples/digits/labels.txt --out $(BUNDLES) --archive --force
+	$(EDGEKIT) run $(BUNDLES)/digits-x86_64 samples/digits/images --top-k 3
+
+test: install test-unit
+
+test-unit: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check edgekit tests samples benchmarks
+	$(VENV)/bin/ruff format --check edgekit tests samples benchmarks
+
+clean:
+	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build .pytest_cache

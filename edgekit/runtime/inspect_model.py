@@ -1,0 +1,125 @@
+"""What is inside a `.tflite` model or a bundle: tensors, quantization, operators, weight bytes."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.bundle import MANIFEST_NAME, TensorSpec, open_bundle
+from edgekit.errors import InputError
+from edgekit.runtime.interpreter import find_runtime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The structure of one `.tflite` model, and the bundle manifest when it came in a bundle."""
+
+    path: str
+    bytes: int
+    runtime: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    operators: dict[str, int]
+    tensor_dtypes: dict[str, int]
+    weight_bytes: int
+    weight_dtypes: dict[str, int]
+    manifest: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "bytes": self.bytes,
+            "runtime": self.runtime,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "operators": dict(self.operators),
+            "tensor_dtypes": dict(self.tensor_dtypes),
+            "weight_bytes": self.weight_bytes,
+            "weight_dtypes": dict(self.weight_dtypes),
+            "manifest": self.manifest,
+        }
+
+
+def tensor_spec(detail: dict[str, Any]) -> TensorSpec:
+    """An interpreter tensor detail → TensorSpec (quantization only where it is real)."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"]).name
+    quantized = bool(scale) and dtype in ("int8", "uint8", "int16")
+    return TensorSpec(
+        name=str(detail["name"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=dtype,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )
+
+
+def plain_interpreter(model_path: Path) -> Any:
+    """An interpreter without default delegates, so the operator list shows the real graph."""
+    runtime = find_runtime()
+    module = __import__(runtime.interpreter_class.__module__, fromlist=["OpResolverType"])
+    resolver = getattr(module, "OpResolverType", None)
+    try:
+        if resolver is not None:
+            return runtime.interpreter_class(
+                model_path=str(model_path), experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
+        return runtime.interpreter_class(model_path=str(model_path))
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(
+            f"{model_path}: not a TFLite model this runtime can read ({' '.join(str(exc).split())})"
+        ) from None
+
+
+def inspect_tflite(model_path: Path, manifest: dict[str, Any] | None = None) -> ModelInfo:
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: no such file")
+    if model_path.stat().st_size < 8:
+        raise InputError(f"{model_path}: too small to be a TFLite model")
+    interpreter = plain_interpreter(model_path)
+    ops = interpreter._get_ops_details()
+    details = interpreter.get_tensor_details()
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    consumed = {int(i) for op in ops for i in op["inputs"] if int(i) >= 0}
+    constants = consumed - produced - graph_inputs
+    weight_dtypes: Counter[str] = Counter()
+    weight_bytes = 0
+    by_index = {int(d["index"]): d for d in details}
+    for index in constants:
+        detail = by_index.get(index)
+        if detail is None:
+            continue
+        dtype = np.dtype(detail["dtype"])
+        size = int(np.prod(detail["shape"])) * dtype.itemsize
+        weight_bytes += size
+        weight_dtypes[dtype.name] += size
+    return ModelInfo(
+        path=str(model_path),
+        bytes=model_path.stat().st_size,
+        runtime=find_runtime().name,
+        inputs=tuple(tensor_spec(d) for d in interpreter.get_input_details()),
+        outputs=tuple(tensor_spec(d) for d in interpreter.get_output_details()),
+        operators=dict(Counter(op["op_name"] for op in ops).most_common()),
+        tensor_dtypes=dict(Counter(np.dtype(d["dtype"]).name for d in details).most_common()),
+        weight_bytes=weight_bytes,
+        weight_dtypes=dict(weight_dtypes.most_common()),
+        manifest=manifest,
+    )
+
+
+def inspect(path: str | os.PathLike[str]) -> ModelInfo:
+    """Inspect a bundle (folder or `.tar.gz`) or a bare `.tflite` file."""
+    source = Path(path)
+    if source.is_file() and source.suffix == ".tflite":
+        return inspect_tflite(source)
+    if source.is_dir() and not (source / MANIFEST_NAME).exists() and source.suffix == ".tflite":
+        raise InputError(f"{source}: is a folder, not a .tflite file")
+    with open_bundle(source) as bundle:
+        info = inspect_tflite(bundle.model_path, manifest=bundle.manifest.to_dict())
+        return ModelInfo(**{**info.__dict__, "path": str(source)})

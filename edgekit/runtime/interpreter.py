@@ -1,0 +1,98 @@
+"""Choose the lightest TFLite interpreter present: ai-edge-litert, then tflite-runtime, then
+tensorflow.lite (which costs seconds and hundreds of MB to import, so it is the last resort)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from edgekit.errors import InputError, RuntimeNotFound
+
+RUNTIME_ENV = "EDGEKIT_RUNTIME"
+# (report name, module holding Interpreter, distribution whose version we report)
+CANDIDATES = (
+    ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow", "tensorflow.lite", "tensorflow"),
+)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """Which TFLite interpreter edgekit uses, and its version."""
+
+    name: str
+    version: str
+    interpreter_class: Any
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+_cache: dict[str, RuntimeInfo] = {}
+
+
+def _version(distribution: str, module: Any) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(distribution)
+    except Exception:
+        pass
+    if distribution == "tensorflow":
+        try:
+            from importlib.metadata import version
+
+            return version("tensorflow-cpu")
+        except Exception:
+            pass
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def find_runtime(preferred: str | None = None) -> RuntimeInfo:
+    """Import the first available interpreter, or the one named by `preferred`/`$EDGEKIT_RUNTIME`."""
+    wanted = preferred or os.environ.get(RUNTIME_ENV) or None
+    names = [c[0] for c in CANDIDATES]
+    if wanted and wanted not in names:
+        raise InputError(f"unknown runtime {wanted!r} (known: {', '.join(names)})")
+    key = wanted or ""
+    if key in _cache:
+        return _cache[key]
+    for name, module_name, distribution in CANDIDATES:
+        if wanted and name != wanted:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        interpreter_class = getattr(module, "Interpreter", None)
+        if interpreter_class is None:
+            continue
+        info = RuntimeInfo(name, _version(distribution, module), interpreter_class)
+        _cache[key] = info
+        return info
+    if wanted:
+        raise RuntimeNotFound(f"runtime {wanted!r} is not installed")
+    raise RuntimeNotFound("no TFLite runtime found: pip install 'edgekit[runtime]' (ai-edge-litert)")
+
+
+def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any:
+    """Create and allocate an interpreter; turn the runtime's errors into one-line messages."""
+    try:
+        interpreter = runtime.interpreter_class(model_path=str(model_path), num_threads=threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        message = " ".join(str(exc).split())
+        raise InputError(f"{model_path}: {runtime.name} {runtime.version} cannot load this model: {message}") from None
+    return interpreter
+
+
+def delegate_applied(interpreter: Any) -> bool | None:
+    """Whether a delegate (XNNPACK on CPU) took over part of the graph, when the runtime says."""
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:
+        return None
+    return any(op.get("op_name") == "DELEGATE" for op in ops)

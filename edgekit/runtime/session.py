@@ -1,0 +1,272 @@
+"""Open a bundle, run inputs through it and time the invokes: the engine of `edgekit run`."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit.bundle import Bundle, Manifest, TensorSpec, open_bundle
+from edgekit.errors import InputError
+from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
+from edgekit.runtime.preprocess import collect_input_files, dequantize, load_input, quantize
+from edgekit.runtime.stats import LatencyStats, within_budget
+
+EMULATED_ENV = "EDGEKIT_EMULATED"
+
+
+@dataclass(frozen=True)
+class TopK:
+    index: int
+    label: str | None
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    values: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "values": [round(v, 6) for v in self.values],
+        }
+
+
+@dataclass(frozen=True)
+class InputResult:
+    """What the model said about one input."""
+
+    input: str
+    top_k: tuple[TopK, ...] | None = None
+    outputs: tuple[OutputSummary, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"input": self.input}
+        if self.top_k is not None:
+            data["top_k"] = [t.to_dict() for t in self.top_k]
+        if self.outputs is not None:
+            data["outputs"] = [o.to_dict() for o in self.outputs]
+        return data
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The result of `edgekit run`: answers, latency and the budget verdict."""
+
+    bundle: str
+    name: str
+    quantization: str
+    target: str
+    runtime: RuntimeInfo
+    arch: str
+    emulated: bool
+    threads: int
+    delegate_applied: bool | None
+    load_ms: float
+    latency_ms: LatencyStats
+    end_to_end_ms: LatencyStats
+    budget_ms: float
+    within_budget: bool
+    budget_enforced: bool
+    warmup: int
+    repeat: int
+    results: tuple[InputResult, ...] = field(default_factory=tuple)
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget_enforced and not self.within_budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "name": self.name,
+            "quantization": self.quantization,
+            "target": self.target,
+            "runtime": self.runtime.name,
+            "runtime_version": self.runtime.version,
+            "arch": self.arch,
+            "emulated": self.emulated,
+            "threads": self.threads,
+            "delegate_applied": self.delegate_applied,
+            "load_ms": round(self.load_ms, 3),
+            "warmup": self.warmup,
+            "repeat": self.repeat,
+            "latency_ms": self.latency_ms.to_dict(),
+            "end_to_end_ms": self.end_to_end_ms.to_dict(),
+            "budget_ms": self.budget_ms,
+            "within_budget": self.within_budget,
+            "budget_enforced": self.budget_enforced,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def is_emulated() -> bool:
+    """True under the QEMU launchers (they set $EDGEKIT_EMULATED): emulated milliseconds say nothing
+    about the device, so the budget is reported but not enforced."""
+    return os.environ.get(EMULATED_ENV, "") not in ("", "0")
+
+
+class Session:
+    """A loaded bundle with its interpreter, ready to predict."""
+
+    def __init__(self, bundle: Bundle, threads: int | None = None, runtime: str | None = None):
+        self.bundle = bundle
+        self.manifest: Manifest = bundle.manifest
+        self.threads = threads or self.manifest.threads
+        if self.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
+        self.runtime = find_runtime(runtime)
+        start = time.perf_counter_ns()
+        self.interpreter = load_interpreter(str(bundle.model_path), self.threads, self.runtime)
+        self.load_ms = (time.perf_counter_ns() - start) / 1e6
+        self._input_index = [d["index"] for d in self.interpreter.get_input_details()]
+        self._output_index = [d["index"] for d in self.interpreter.get_output_details()]
+        self._check_tensors()
+        self.labels = bundle.labels()
+
+    def _check_tensors(self) -> None:
+        details = self.interpreter.get_input_details()
+        if len(details) != len(self.manifest.inputs):
+            raise InputError(
+                f"{self.bundle.model_path}: model has {len(details)} inputs, manifest lists {len(self.manifest.inputs)}"
+            )
+        for detail, spec in zip(details, self.manifest.inputs):
+            if tuple(int(d) for d in detail["shape"]) != spec.shape or np.dtype(detail["dtype"]).name != spec.dtype:
+                raise InputError(f"{self.bundle.model_path}: input {spec.name!r} does not match the manifest")
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self.manifest.inputs[0]
+
+    def prepare(self, path: Path) -> np.ndarray:
+        """Input file → the exact tensor the interpreter takes."""
+        return quantize(load_input(path, self.input_spec, self.manifest.preprocess), self.input_spec)
+
+    def zeros(self) -> np.ndarray:
+        return quantize(np.zeros(self.input_spec.shape, dtype=np.float32), self.input_spec)
+
+    def set_input(self, tensor: np.ndarray) -> None:
+        self.interpreter.set_tensor(self._input_index[0], tensor)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def outputs(self) -> list[np.ndarray]:
+        return [self.interpreter.get_tensor(i) for i in self._output_index]
+
+    def predict(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """One inference on a prepared tensor; outputs dequantized to float32."""
+        self.set_input(tensor)
+        self.invoke()
+        return [dequantize(y, spec) for y, spec in zip(self.outputs(), self.manifest.outputs)]
+
+    def summarize(self, name: str, outputs: list[np.ndarray], top_k: int) -> InputResult:
+        if self.manifest.task == "classification":
+            scores = outputs[0].reshape(-1)
+            k = max(1, min(top_k, scores.size))
+            best = np.argsort(-scores, kind="stable")[:k]
+            labels = self.labels
+            return InputResult(
+                name,
+                top_k=tuple(
+                    TopK(int(i), labels[i] if labels and i < len(labels) else None, float(scores[i])) for i in best
+                ),
+            )
+        return InputResult(
+            name,
+            outputs=tuple(
+                OutputSummary(spec.name, tuple(y.shape), spec.dtype, tuple(float(v) for v in y.reshape(-1)[:8]))
+                for y, spec in zip(outputs, self.manifest.outputs)
+            ),
+        )
+
+
+def time_invokes(session: Session, tensor: np.ndarray, warmup: int, repeat: int) -> np.ndarray:
+    """Invoke-only timings in ns: the input is set once, nothing but `invoke()` sits in the timed region."""
+    session.set_input(tensor)
+    for _ in range(warmup):
+        session.invoke()
+    timings = np.empty(repeat, dtype=np.int64)
+    invoke = session.interpreter.invoke
+    clock = time.perf_counter_ns
+    for i in range(repeat):
+        start = clock()
+        invoke()
+        timings[i] = clock() - start
+    return timings
+
+
+def run(
+    bundle: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    threads: int | None = None,
+    warmup: int = 10,
+    repeat: int = 100,
+    budget_ms: float | None = None,
+    top_k: int = 5,
+    runtime: str | None = None,
+) -> RunReport:
+    """Run a bundle on input files (or zeros), time it, and judge the latency against the budget."""
+    if warmup < 0 or repeat < 1:
+        raise InputError("--warmup must be >= 0 and --repeat >= 1")
+    if budget_ms is not None and budget_ms <= 0:
+        raise InputError(f"--budget-ms must be positive, got {budget_ms}")
+    with open_bundle(bundle) as opened:
+        session = Session(opened, threads=threads, runtime=runtime)
+        files = collect_input_files(inputs)
+        names = [str(p) for p in files] or ["<zeros>"]
+        first = session.prepare(files[0]) if files else session.zeros()
+
+        invoke_ns = time_invokes(session, first, warmup, repeat)
+
+        # End to end: decode + preprocess + invoke + postprocess, every input at least once.
+        results: list[InputResult | None] = [None] * len(names)
+        e2e_ns = np.empty(max(repeat, len(names)), dtype=np.int64)
+        clock = time.perf_counter_ns
+        for i in range(e2e_ns.size):
+            j = i % len(names)
+            start = clock()
+            tensor = session.prepare(files[j]) if files else session.zeros()
+            outputs = session.predict(tensor)
+            result = session.summarize(names[j], outputs, top_k)
+            e2e_ns[i] = clock() - start
+            if results[j] is None:
+                results[j] = result
+
+        latency = LatencyStats.from_ns(invoke_ns)
+        budget = float(budget_ms) if budget_ms is not None else opened.manifest.budget_ms
+        emulated = is_emulated()
+        return RunReport(
+            bundle=str(bundle),
+            name=opened.manifest.name,
+            quantization=opened.manifest.quantization,
+            target=str(opened.manifest.target.get("name", "")),
+            runtime=session.runtime,
+            arch=platform.machine(),
+            emulated=emulated,
+            threads=session.threads,
+            delegate_applied=delegate_applied(session.interpreter),
+            load_ms=session.load_ms,
+            latency_ms=latency,
+            end_to_end_ms=LatencyStats.from_ns(e2e_ns),
+            budget_ms=budget,
+            within_budget=within_budget(latency, budget),
+            budget_enforced=not emulated,
+            warmup=warmup,
+            repeat=repeat,
+            results=tuple(r for r in results if r is not None),
+        )
