@@ -11,11 +11,12 @@ from typing import Any
 from edgekit.errors import InputError, RuntimeNotFound
 
 RUNTIME_ENV = "EDGEKIT_RUNTIME"
-# (report name, module holding Interpreter, distribution whose version we report)
+# (report name, module to import, attribute path of Interpreter, distribution whose version we report).
+# TensorFlow's public `tf.lite` is an API alias, not the `tensorflow.lite` package, hence the attribute path.
 CANDIDATES = (
-    ("ai-edge-litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow", "tensorflow.lite", "tensorflow"),
+    ("ai-edge-litert", "ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite-runtime", "tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow", "tensorflow", "lite.Interpreter", "tensorflow"),
 )
 
 
@@ -60,15 +61,15 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
     key = wanted or ""
     if key in _cache:
         return _cache[key]
-    for name, module_name, distribution in CANDIDATES:
+    for name, module_name, attribute, distribution in CANDIDATES:
         if wanted and name != wanted:
             continue
         try:
             module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        interpreter_class = getattr(module, "Interpreter", None)
-        if interpreter_class is None:
+            interpreter_class = module
+            for part in attribute.split("."):
+                interpreter_class = getattr(interpreter_class, part)
+        except (ImportError, AttributeError):
             continue
         info = RuntimeInfo(name, _version(distribution, module), interpreter_class)
         _cache[key] = info

@@ -1,0 +1,129 @@
+"""`convert`: every mode, one bundle per target, shared conversions, and clean refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.bundle import MANIFEST_NAME, open_bundle
+from edgekit.conversion import pipeline
+from edgekit.errors import InputError
+from edgekit.runtime.session import Session
+from tests.conftest import MODES
+
+
+def predictions(bundle_path, eval_dir) -> np.ndarray:
+    """Top-1 of a bundle on every evaluation image, through the device-side session."""
+    files = sorted(eval_dir.rglob("*.png"))
+    with open_bundle(bundle_path) as bundle:
+        session = Session(bundle, threads=1)
+        return np.array([int(np.argmax(session.predict(session.prepare(p))[0])) for p in files])
+
+
+def test_every_mode_converts_with_the_right_tensors(digits_bundles):
+    dtypes = {"float32": "float32", "dynamic": "float32", "float16": "float32", "int8": "int8"}
+    for mode in MODES:
+        manifest = json.loads((digits_bundles["bundles"][mode] / MANIFEST_NAME).read_text())
+        assert manifest["quantization"] == mode
+        assert manifest["inputs"][0]["dtype"] == dtypes[mode] == manifest["outputs"][0]["dtype"]
+        assert manifest["inputs"][0]["shape"] == [1, 32, 32, 1] and manifest["outputs"][0]["shape"] == [1, 10]
+        assert manifest["task"] == "classification" and manifest["labels"] == "labels.txt"
+        fidelity = manifest["conversion"]["fidelity"]
+        assert fidelity["top1_agreement"] >= 0.98 and fidelity["cosine"] > 0.99
+
+
+def test_int8_is_small_and_agrees_with_float32(digits_bundles, digits):
+    sizes = {m: (digits_bundles["bundles"][m] / "model.tflite").stat().st_size for m in MODES}
+    assert sizes["int8"] <= 0.30 * sizes["float32"]
+    assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["dynamic"] < 0.4 * sizes["float32"]
+    float32 = predictions(digits_bundles["bundles"]["float32"], digits["eval_dir"])
+    int8 = predictions(digits_bundles["bundles"]["int8"], digits["eval_dir"])
+    assert len(float32) == 360
+    assert (float32 == int8).mean() >= 0.98
+    labels = np.array([int(p.parent.name) for p in sorted(digits["eval_dir"].rglob("*.png"))])
+    assert (int8 == labels).mean() >= 0.9
+
+
+def test_targets_sharing_a_mode_share_one_conversion(digits, tmp_path, monkeypatch):
+    calls = []
+    real = pipeline.convert_saved_model
+
+    def counting(export_dir, mode, *args, **kwargs):
+        calls.append(mode)
+        return real(export_dir, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "convert_saved_model", counting)
+    report = pipeline.convert(
+        digits["model"],
+        targets=["rpi4", "rpi5", "jetson-orin", "rpi-armv7"],
+        quantization="int8",
+        calibration=digits["calibration"],
+        calibration_size=50,
+        out=tmp_path,
+    )
+    assert sorted(calls) == ["float32", "int8"]  # float32 once as the size reference, int8 once for four targets
+    assert [b.target for b in report.bundles] == ["rpi4", "rpi5", "jetson-orin", "rpi-armv7"]
+    models = {(tmp_path / f"digits-{t}" / "model.tflite").read_bytes() for t in ("rpi4", "rpi5", "jetson-orin")}
+    assert len(models) == 1
+    manifest = json.loads((tmp_path / "digits-rpi-armv7" / MANIFEST_NAME).read_text())
+    assert manifest["target"]["runtime"] == "tflite-runtime" and manifest["target"]["arch"] == "armv7l"
+
+
+def test_refusals_leave_nothing_behind(digits, tmp_path):
+    with pytest.raises(InputError, match="int8 needs calibration data"):
+        pipeline.convert(digits["model"], targets=["x86_64"], quantization="int8", out=tmp_path)
+    with pytest.raises(InputError, match="rpi-armv7.*cannot run dynamic"):
+        pipeline.convert(digits["model"], targets=["rpi-armv7"], quantization="dynamic", out=tmp_path)
+    with pytest.raises(InputError, match="unknown target"):
+        pipeline.convert(digits["model"], targets=["nope"], out=tmp_path)
+    with pytest.raises(InputError, match="labels"):
+        bad = tmp_path / "labels.txt"
+        bad.write_text("a\nb\n")
+        pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", labels=bad, out=tmp_path)
+    with pytest.raises(InputError, match=r"samples have shape"):
+        np.save(tmp_path / "wrong.npy", np.zeros((4, 8, 8), np.float32))
+        pipeline.convert(digits["model"], targets=["x86_64"], calibration=tmp_path / "wrong.npy", out=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.txt", "wrong.npy"]
+
+
+def test_existing_bundle_needs_force(digits, tmp_path):
+    kwargs = dict(targets=["x86_64"], quantization="float16", out=tmp_path)
+    pipeline.convert(digits["model"], **kwargs)
+    with pytest.raises(InputError, match="--force"):
+        pipeline.convert(digits["model"], **kwargs)
+    report = pipeline.convert(digits["model"], force=True, **kwargs)
+    assert report.bundles[0].fidelity.synthetic  # no calibration data: checked on random inputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits-x86_64"]
+
+
+def test_saved_model_and_image_folder_calibration(digits, tmp_path):
+    import keras
+
+    model = keras.saving.load_model(digits["model"])
+    model.export(str(tmp_path / "saved"), verbose=False)
+    report = pipeline.convert(
+        tmp_path / "saved",
+        targets=["x86_64"],
+        quantization="int8",
+        calibration=digits["eval_dir"],
+        calibration_size=100,
+        name="digits-sm",
+        out=tmp_path / "out",
+        archive=True,
+    )
+    result = report.bundles[0]
+    assert result.fidelity.top1_agreement >= 0.97 and not result.fidelity.synthetic
+    assert result.archive and result.archive_bytes > 0
+    manifest = json.loads((tmp_path / "out" / "digits-sm-x86_64" / MANIFEST_NAME).read_text())
+    assert manifest["source"]["kind"] == "saved_model" and manifest["conversion"]["fidelity"]["samples"] == 100
+
+
+def test_mean_std_are_validated_per_channel(digits, tmp_path):
+    with pytest.raises(InputError, match="1 or 1 values"):
+        pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", mean=[1, 2, 3], out=tmp_path)
+    report = pipeline.convert(
+        digits["model"], targets=["x86_64"], quantization="float32", mean=[10], std=[200], out=tmp_path
+    )
+    assert report.preprocess.mean == (10.0,) and report.preprocess.std == (200.0,)
