@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgekit.errors import InputError
@@ -80,6 +82,6 @@ def test_bad_profiles_name_file_and_problem(tmp_path, text, message):
 
 def test_profile_name_must_match_file(tmp_path):
     source = list_targets()[0].source
-    (tmp_path / "other.toml").write_text(open(source).read())
+    (tmp_path / "other.toml").write_text(Path(source).read_text())
     with pytest.raises(InputError, match="must match the file name"):
         list_targets(tmp_path)
