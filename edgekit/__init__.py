@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _API = {
     "convert": ("edgekit.conversion.pipeline", "convert"),
     "run": ("edgekit.runtime.session", "run"),
+    "bench": ("edgekit.runtime.benchmark", "bench"),
     "inspect": ("edgekit.runtime.inspect_model", "inspect"),
     "open_bundle": ("edgekit.bundle", "open_bundle"),
     "list_targets": ("edgekit.targets", "list_targets"),

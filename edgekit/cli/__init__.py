@@ -4,7 +4,7 @@ options, calls one library function and renders the result (a table, or JSON wit
 import typer
 
 from edgekit import __version__
-from edgekit.cli import convert_command, inspect_command, run_command, targets_command
+from edgekit.cli import bench_command, convert_command, inspect_command, run_command, targets_command
 
 app = typer.Typer(
     name="edgekit",
@@ -36,6 +36,7 @@ def _root(
 app.command("convert")(convert_command.convert)
 app.command("run")(run_command.run)
 app.command("inspect")(inspect_command.inspect)
+app.command("bench")(bench_command.bench)
 app.add_typer(targets_command.app, name="targets")
 
 
