@@ -1,19 +1,26 @@
 """The bundle: the contract between the convert half and the device half.
 
-A bundle is a folder (or a `.tar.gz` of one) holding `model.tflite`, the manifest `edgekit.json`
-and optionally `labels.txt`. The manifest describes every tensor, the preprocessing, the target
-profile as used and the SHA-256 of every file. See docs/bundle-format.md.
+A bundle is a folder (or a `.tar.gz` of one) holding `model.tflite`, the manifest `edgekit.json`,
+optionally `labels.txt` and optionally the signature `edgekit.sig`. The manifest describes every
+tensor, the preprocessing, the target profile as used and the SHA-256 of every other file; the
+signature (see edgekit/signing.py) covers the manifest's bytes, so it covers every file.
+
+Everything here reads bundles as untrusted input: the manifest is validated field by field, archives
+are unpacked member by member with caps, and every failure is an EdgekitError naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,10 +31,20 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgekit.json"
 MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
+SIGNATURE_NAME = "edgekit.sig"
 ARCHIVE_SUFFIX = ".tar.gz"
+MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARCHIVE_BYTES = 1 << 30
 MAX_ARCHIVE_MEMBERS = 64
+# tar headers (pax records, GNU long names) are read whole into memory: no single read may exceed this.
+MAX_ARCHIVE_READ = 1 << 20
 COLOR_MODES = ("L", "RGB")
+TASKS = ("classification", "generic")
+LAYOUTS = ("NHWC", "NCHW")
+FLOAT_DTYPES = ("float16", "float32", "float64", "complex64")
+INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "bool")
+TENSOR_DTYPES = FLOAT_DTYPES + INTEGER_DTYPES
+NO_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -58,15 +75,17 @@ class TensorSpec:
         _expect(data, dict, where)
         name = _field(data, "name", str, where)
         shape = _field(data, "shape", list, where)
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise InputError(f"{where}.shape: expected a list of positive integers, got {shape!r}")
+        if not all(_is_int(d) and d > 0 for d in shape):
+            raise InputError(f"{where}.shape: expected a list of positive integers, got {_short(shape)}")
         dtype = _field(data, "dtype", str, where)
+        if dtype not in TENSOR_DTYPES:
+            raise InputError(f"{where}.dtype: expected one of {', '.join(TENSOR_DTYPES)}, got {_short(dtype)}")
         scale = data.get("scale")
         zero_point = data.get("zero_point")
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
-            raise InputError(f"{where}.scale: expected a number or null")
-        if zero_point is not None and (isinstance(zero_point, bool) or not isinstance(zero_point, int)):
-            raise InputError(f"{where}.zero_point: expected an integer or null")
+        if scale is not None and not (_is_number(scale) and scale >= 0):
+            raise InputError(f"{where}.scale: expected a non-negative number or null, got {_short(scale)}")
+        if zero_point is not None and not _is_int(zero_point):
+            raise InputError(f"{where}.zero_point: expected an integer or null, got {_short(zero_point)}")
         return cls(name, tuple(shape), dtype, None if scale is None else float(scale), zero_point)
 
 
@@ -98,18 +117,19 @@ class Preprocess:
     def from_dict(cls, data: Any, where: str = "preprocess") -> Preprocess:
         _expect(data, dict, where)
         size = _field(data, "size", list, where)
-        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-            raise InputError(f"{where}.size: expected [height, width], got {size!r}")
+        if len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+            raise InputError(f"{where}.size: expected [height, width] as positive integers, got {_short(size)}")
         color = _field(data, "color", str, where)
         if color not in COLOR_MODES:
-            raise InputError(f"{where}.color: expected one of {', '.join(COLOR_MODES)}, got {color!r}")
-        mean = _numbers(_field(data, "mean", list, where), f"{where}.mean")
-        std = _numbers(_field(data, "std", list, where), f"{where}.std")
+            raise InputError(f"{where}.color: expected one of {', '.join(COLOR_MODES)}, got {_short(color)}")
+        channels = 1 if color == "L" else 3
+        mean = _numbers(_field(data, "mean", list, where), f"{where}.mean", channels)
+        std = _numbers(_field(data, "std", list, where), f"{where}.std", channels)
         if any(s == 0 for s in std):
             raise InputError(f"{where}.std: must not be zero")
         layout = data.get("layout", "NHWC")
-        if layout not in ("NHWC", "NCHW"):
-            raise InputError(f"{where}.layout: expected NHWC or NCHW, got {layout!r}")
+        if layout not in LAYOUTS:
+            raise InputError(f"{where}.layout: expected NHWC or NCHW, got {_short(layout)}")
         return cls((size[0], size[1]), color, mean, std, layout)
 
 
@@ -172,61 +192,115 @@ class Manifest:
     def from_dict(cls, data: Any, where: str = MANIFEST_NAME) -> Manifest:
         """Validate manifest data; errors name the field and what was expected."""
         _expect(data, dict, where)
-        schema = data.get("schema")
-        if isinstance(schema, bool) or not isinstance(schema, int):
-            raise InputError(f"{where}: field 'schema' must be an integer")
+        if "schema" not in data:
+            raise InputError(f"{where}: missing field 'schema'")
+        schema = data["schema"]
+        if not _is_int(schema):
+            raise InputError(f"{where}.schema: expected an integer, got {_short(schema)}")
         if schema > SCHEMA_VERSION:
             raise InputError(
                 f"{where}: bundle schema {schema} is newer than this edgekit understands "
                 f"({SCHEMA_VERSION}); upgrade edgekit"
             )
         if schema < 1:
-            raise InputError(f"{where}: unknown bundle schema {schema}")
+            raise InputError(f"{where}.schema: unknown bundle schema {schema} (expected 1 to {SCHEMA_VERSION})")
+        name = _field(data, "name", str, where)
+        if not name:
+            raise InputError(f"{where}.name: must not be empty")
+        created_by = _field(data, "created_by", str, where)
+        target = _target(_field(data, "target", dict, where), f"{where}.target")
+        quantization = _field(data, "quantization", str, where)
         inputs = _field(data, "inputs", list, where)
         outputs = _field(data, "outputs", list, where)
         if not inputs or not outputs:
             raise InputError(f"{where}: a bundle needs at least one input and one output")
-        files = _field(data, "files", dict, where)
-        entries = {}
-        for name, entry in files.items():
-            fw = f"{where}.files[{name!r}]"
-            _expect(entry, dict, fw)
-            digest = _field(entry, "sha256", str, fw)
-            size = _field(entry, "bytes", int, fw)
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise InputError(f"{fw}.sha256: expected 64 lowercase hex digits")
-            if not _safe_member_name(name) or "/" in name:
-                raise InputError(f"{fw}: file names must be plain names inside the bundle")
-            entries[name] = FileEntry(digest, size)
-        if MODEL_NAME not in entries:
-            raise InputError(f"{where}.files: must list {MODEL_NAME}")
+        entries = _file_entries(_field(data, "files", dict, where), f"{where}.files")
         labels = data.get("labels")
         if labels is not None and (not isinstance(labels, str) or labels not in entries):
-            raise InputError(f"{where}.labels: must name a file listed in 'files'")
+            raise InputError(f"{where}.labels: expected null or the name of a file listed in 'files'")
         preprocess = data.get("preprocess")
         task = data.get("task", "classification")
-        if task not in ("classification", "generic"):
-            raise InputError(f"{where}.task: expected 'classification' or 'generic'")
+        if task not in TASKS:
+            raise InputError(f"{where}.task: expected 'classification' or 'generic', got {_short(task)}")
         return cls(
-            name=_field(data, "name", str, where),
-            created_by=_field(data, "created_by", str, where),
-            target=_field(data, "target", dict, where),
-            quantization=_field(data, "quantization", str, where),
+            name=name,
+            created_by=created_by,
+            target=target,
+            quantization=quantization,
             inputs=tuple(TensorSpec.from_dict(t, f"{where}.inputs[{i}]") for i, t in enumerate(inputs)),
             outputs=tuple(TensorSpec.from_dict(t, f"{where}.outputs[{i}]") for i, t in enumerate(outputs)),
             files=entries,
             preprocess=None if preprocess is None else Preprocess.from_dict(preprocess, f"{where}.preprocess"),
             task=task,
             labels=labels,
-            source=data.get("source") or {},
-            conversion=data.get("conversion") or {},
+            source=_optional_dict(data, "source", where),
+            conversion=_optional_dict(data, "conversion", where),
             schema=schema,
         )
 
 
+def _target(target: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields of the target profile that the device half reads must have usable values."""
+    if "name" in target and not isinstance(target["name"], str):
+        raise InputError(f"{where}.name: expected str, got {type(target['name']).__name__}")
+    if "budget_ms" in target and not (_is_number(target["budget_ms"]) and target["budget_ms"] > 0):
+        raise InputError(f"{where}.budget_ms: expected a positive number, got {_short(target['budget_ms'])}")
+    if "threads" in target and not (_is_int(target["threads"]) and target["threads"] >= 1):
+        raise InputError(f"{where}.threads: expected a positive integer, got {_short(target['threads'])}")
+    return target
+
+
+def _file_entries(files: dict[str, Any], where: str) -> dict[str, FileEntry]:
+    if len(files) > MAX_ARCHIVE_MEMBERS:
+        raise InputError(f"{where}: lists {len(files)} files, at most {MAX_ARCHIVE_MEMBERS} are allowed")
+    entries = {}
+    for name, entry in files.items():
+        fw = f"{where}[{name!r}]"
+        if not _plain_file_name(name) or name in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise InputError(f"{fw}: file names must be plain names of files inside the bundle")
+        _expect(entry, dict, fw)
+        digest = _field(entry, "sha256", str, fw)
+        size = _field(entry, "bytes", int, fw)
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise InputError(f"{fw}.sha256: expected 64 lowercase hex digits")
+        if size < 0:
+            raise InputError(f"{fw}.bytes: expected a size of 0 or more, got {size}")
+        entries[name] = FileEntry(digest, size)
+    if MODEL_NAME not in entries:
+        raise InputError(f"{where}: must list {MODEL_NAME}")
+    return entries
+
+
+def _optional_dict(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"{where}.{key}: expected an object or null, got {type(value).__name__}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut short: manifests can be hostile."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _expect(value: Any, kind: type, where: str) -> None:
     if not isinstance(value, kind):
-        raise InputError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
+        raise InputError(f"{where}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
+
+
+def _kind_name(kind: type) -> str:
+    return {dict: "an object", list: "a list", str: "a string", int: "an integer"}.get(kind, kind.__name__)
 
 
 def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -234,13 +308,15 @@ def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
         raise InputError(f"{where}: missing field '{key}'")
     value = data[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+        raise InputError(f"{where}.{key}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
     return value
 
 
-def _numbers(values: list[Any], where: str) -> tuple[float, ...]:
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise InputError(f"{where}: expected a non-empty list of numbers")
+def _numbers(values: list[Any], where: str, channels: int) -> tuple[float, ...]:
+    if not values or not all(_is_number(v) for v in values):
+        raise InputError(f"{where}: expected a non-empty list of finite numbers")
+    if len(values) not in (1, channels):
+        raise InputError(f"{where}: expected 1 or {channels} values, got {len(values)}")
     return tuple(float(v) for v in values)
 
 
@@ -261,10 +337,13 @@ def file_entry(path: Path) -> FileEntry:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A bundle folder on disk whose manifest has been read and validated."""
+    """A bundle folder on disk whose manifest has been read and validated.
+
+    `origin` is what the user named (the folder, or the `.tar.gz` it was unpacked from)."""
 
     path: Path
     manifest: Manifest
+    origin: str = ""
 
     @property
     def model_path(self) -> Path:
@@ -273,59 +352,145 @@ class Bundle:
     def labels(self) -> list[str] | None:
         if not self.manifest.labels:
             return None
-        text = (self.path / self.manifest.labels).read_text(encoding="utf-8")
+        path = self.path / self.manifest.labels
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read labels ({exc})") from None
         return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def read_manifest(folder: Path) -> Manifest:
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers could pick different values for a duplicated key: a signed manifest must mean one thing.
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(f"duplicate key {_short(key)}")
+        data[key] = value
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_manifest(content: bytes, where: str) -> Manifest:
+    """Manifest bytes → validated Manifest; `where` names the file in error messages."""
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise InputError(f"{where}: manifest is larger than {MAX_MANIFEST_BYTES} bytes, refused")
+    try:
+        data = json.loads(
+            content.decode("utf-8"), object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+        )
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise InputError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    return Manifest.from_dict(data, where=where)
+
+
+def read_manifest_bytes(folder: Path, shown_as: str | None = None) -> bytes:
+    """The manifest file's bytes, exactly as signed (and as they will be parsed)."""
+    shown = shown_as or str(folder)
     path = folder / MANIFEST_NAME
     if not folder.is_dir():
-        raise InputError(f"{folder}: not a bundle folder")
+        raise InputError(f"{shown}: not a bundle folder")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise IntegrityError(f"{shown}/{MANIFEST_NAME}: not a regular file")
     if not path.is_file():
-        raise InputError(f"{folder}: not a bundle (no {MANIFEST_NAME})")
+        raise InputError(f"{shown}: not a bundle (no {MANIFEST_NAME})")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(f"{shown}/{MANIFEST_NAME}: manifest is larger than {MAX_MANIFEST_BYTES} bytes, refused")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    return Manifest.from_dict(data, where=str(path))
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{shown}/{MANIFEST_NAME}: cannot read ({exc.strerror or exc})") from None
 
 
-def verify_files(folder: Path, manifest: Manifest, allowed_extra: tuple[str, ...] = ()) -> None:
-    """Check that the folder holds exactly the manifest's files with the right SHA-256 (exit 4 if not)."""
-    present = {p.name for p in folder.iterdir()} - {MANIFEST_NAME, *allowed_extra}
+def read_manifest(folder: Path, shown_as: str | None = None) -> Manifest:
+    shown = shown_as or str(folder)
+    return parse_manifest(read_manifest_bytes(folder, shown_as), f"{shown}/{MANIFEST_NAME}")
+
+
+def verify_files(
+    folder: Path, manifest: Manifest, allowed_extra: tuple[str, ...] = (), shown_as: str | None = None
+) -> None:
+    """Check that the folder holds exactly the manifest's files with the right SHA-256 (exit 4 if not).
+
+    The manifest and the signature are the only files it may hold besides those it lists; links are
+    refused, since they could point anywhere."""
+    shown = shown_as or str(folder)
+    entries = sorted(folder.iterdir())
+    for path in entries:
+        if path.is_symlink():
+            raise IntegrityError(f"{shown}/{path.name}: is a symbolic link; bundles hold regular files only")
     for name, entry in sorted(manifest.files.items()):
         path = folder / name
         if not path.is_file():
-            raise IntegrityError(f"{path}: listed in the manifest but missing")
-        if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
-            raise IntegrityError(f"{path}: SHA-256 does not match the manifest (file changed or corrupt)")
-    extra = sorted(present - set(manifest.files))
+            raise IntegrityError(f"{shown}/{name}: listed in the manifest but missing")
+        if path.stat().st_size != entry.bytes:
+            raise IntegrityError(
+                f"{shown}/{name}: {path.stat().st_size} bytes, the manifest says {entry.bytes} "
+                "(file changed, truncated or corrupt)"
+            )
+        if sha256_file(path) != entry.sha256:
+            raise IntegrityError(f"{shown}/{name}: SHA-256 does not match the manifest (file changed or corrupt)")
+    allowed = {MANIFEST_NAME, SIGNATURE_NAME, *allowed_extra, *manifest.files}
+    extra = [p.name for p in entries if p.name not in allowed]
     if extra:
-        raise IntegrityError(f"{folder / extra[0]}: file not listed in the manifest")
+        raise IntegrityError(f"{shown}/{extra[0]}: not listed in the manifest")
+
+
+def load_bundle(
+    folder: Path, verify: bool = True, trusted_key: str | os.PathLike[str] | None = None, shown_as: str | None = None
+) -> Bundle:
+    """Read a bundle folder: signature first (when a trusted key is given), then the manifest it
+    covers, then every file the manifest lists."""
+    shown = shown_as or str(folder)
+    content = read_manifest_bytes(folder, shown)
+    if trusted_key is not None:
+        from edgekit.signing import verify_signature
+
+        verify_signature(folder, content, trusted_key, shown_as=shown)
+    manifest = parse_manifest(content, f"{shown}/{MANIFEST_NAME}")
+    if verify:
+        verify_files(folder, manifest, shown_as=shown)
+    return Bundle(folder, manifest, origin=shown)
 
 
 @contextlib.contextmanager
-def open_bundle(path: str | os.PathLike[str], verify: bool = True) -> Iterator[Bundle]:
-    """Open a bundle folder or `.tar.gz`, verify its files, and yield it (archives are unpacked to a
-    temporary folder that is removed afterwards)."""
+def open_bundle(
+    path: str | os.PathLike[str], verify: bool = True, trusted_key: str | os.PathLike[str] | None = None
+) -> Iterator[Bundle]:
+    """Open a bundle folder or `.tar.gz`, verify it, and yield it (archives are unpacked to a
+    temporary folder that is removed afterwards). With `trusted_key` (a `.pub` file) the bundle must
+    carry a valid signature by that key."""
     source = Path(path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     if source.is_dir():
-        manifest = read_manifest(source)
-        if verify:
-            verify_files(source, manifest)
-        yield Bundle(source, manifest)
+        yield load_bundle(source, verify, trusted_key)
         return
+    if source.suffix.lower() == ".tflite":
+        raise InputError(f"{source}: a bare .tflite model, not a bundle (give a bundle folder or its {ARCHIVE_SUFFIX})")
+    if not source.is_file():
+        raise InputError(f"{source}: not a bundle folder or archive")
     with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp:
         folder = unpack_archive(source, Path(tmp))
-        manifest = read_manifest(folder)
-        if verify:
-            verify_files(folder, manifest)
-        yield Bundle(folder, manifest)
+        yield load_bundle(folder, verify, trusted_key, shown_as=f"{source}:{folder.name}")
 
 
 # --- writing ---------------------------------------------------------------------------------
+
+
+def _no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
 
 
 @contextlib.contextmanager
@@ -335,13 +500,28 @@ def staged_folder(final: Path, force: bool) -> Iterator[Path]:
     if final.exists() and not force:
         raise InputError(f"{final}: already exists (use --force to overwrite)")
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    except OSError as exc:
+        raise InputError(f"{final}: cannot create the bundle folder ({exc.strerror or exc})") from None
     try:
         yield staging
+        # mkdtemp made it private (0700); a bundle is meant to be read by whoever runs it.
+        os.chmod(staging, 0o777 & ~_current_umask())
         replace_path(staging, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if _no_space(exc):
+            raise InputError(
+                f"{final}: {exc.strerror or 'no space left'} while writing the bundle; nothing was written there"
+            ) from None
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def replace_path(new: Path, final: Path) -> None:
@@ -359,7 +539,10 @@ def pack_archive(folder: Path, archive: Path, force: bool = False) -> Path:
     """Write `folder` as a `.tar.gz` with one top-level folder, atomically."""
     if archive.exists() and not force:
         raise InputError(f"{archive}: already exists (use --force to overwrite)")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".partial", dir=archive.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".partial", dir=archive.parent)
+    except OSError as exc:
+        raise InputError(f"{archive}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
     top = archive.name[: -len(ARCHIVE_SUFFIX)] if archive.name.endswith(ARCHIVE_SUFFIX) else archive.stem
@@ -375,70 +558,168 @@ def pack_archive(folder: Path, archive: Path, force: bool = False) -> Path:
                     tar.addfile(info, handle)
         os.chmod(tmp, 0o644)
         os.replace(tmp, archive)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if _no_space(exc):
+            raise InputError(
+                f"{archive}: {exc.strerror or 'no space left'} while writing the archive; nothing was written there"
+            ) from None
         raise
     return archive
 
 
+def _plain_file_name(name: Any) -> bool:
+    """A name that can only mean a file directly inside the bundle folder."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and len(name.encode("utf-8", "surrogatepass")) <= 255
+    )
+
+
 def _safe_member_name(name: str) -> bool:
-    parts = name.split("/")
-    return bool(name) and not name.startswith("/") and ".." not in parts and "\\" not in name and "\x00" not in name
+    """A relative archive path made of plain names: no absolute paths, `..`, `.` or empty parts."""
+    return bool(name) and all(_plain_file_name(part) for part in name.split("/"))
+
+
+# Everything tarfile, gzip and zlib raise on damaged or hostile input.
+_ARCHIVE_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, OverflowError)
+
+
+class _ArchiveTooLarge(Exception):
+    pass
+
+
+class _CappedStream:
+    """The decompressed archive stream, refusing to go past `limit` bytes or to hand out more than
+    MAX_ARCHIVE_READ bytes in one read: tarfile reads pax and long-name headers whole into memory,
+    so without this a small archive could make it decompress gigabytes."""
+
+    def __init__(self, stream: Any, limit: int):
+        self._stream = stream
+        self._limit = limit
+
+    def read(self, size: int = -1) -> bytes:
+        position = self._stream.tell()
+        if size is None or size < 0:
+            size = self._limit - position + 1
+        if size > MAX_ARCHIVE_READ or position + size > self._limit:
+            raise _ArchiveTooLarge()
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET and offset > self._limit:
+            raise _ArchiveTooLarge()
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
 
 def unpack_archive(archive: Path, dest: Path) -> Path:
     """Unpack a bundle archive without trusting it; return the bundle folder inside `dest`.
 
-    Only regular files in at most one top-level folder are accepted: no absolute paths, no `..`,
-    no links or devices, and caps on member count and total size.
+    Only regular files in exactly one top-level folder are accepted: no absolute paths, no `..`,
+    no links or devices, no duplicates, and caps on member count, total size and header size.
+    Refusals name the member.
     """
+    import gzip
+
+    limit = MAX_ARCHIVE_BYTES + MAX_ARCHIVE_MEMBERS * 3 * tarfile.BLOCKSIZE + MAX_ARCHIVE_READ
     try:
-        tar = tarfile.open(archive, "r:*")  # noqa: SIM115 - closed by the `with tar` below
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise InputError(f"{archive}: not a bundle archive ({exc})") from None
-    with tar:
-        total = 0
-        members = []
-        tops = set()
-        try:
-            for member in tar:
-                if len(members) >= MAX_ARCHIVE_MEMBERS:
-                    raise InputError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members, refused")
-                name = member.name.rstrip("/")
-                if not _safe_member_name(name):
-                    raise InputError(f"{archive}: member {member.name!r} has an unsafe path, refused")
-                if not (member.isfile() or member.isdir()):
-                    raise InputError(f"{archive}: member {member.name!r} is not a regular file, refused")
-                if len(name.split("/")) > 2:
-                    raise InputError(f"{archive}: member {member.name!r} is nested too deep, refused")
-                total += member.size
-                if total > MAX_ARCHIVE_BYTES:
-                    raise InputError(f"{archive}: unpacks to more than {MAX_ARCHIVE_BYTES} bytes, refused")
-                tops.add(name.split("/")[0])
-                members.append(member)
-        except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
-            raise InputError(f"{archive}: corrupt archive ({exc})") from None
-        if len(tops) != 1 or not members:
-            raise InputError(f"{archive}: a bundle archive holds exactly one top-level folder")
-        top = tops.pop()
-        root = dest / top
+        with (
+            gzip.open(archive, "rb") as compressed,
+            tarfile.open(
+                fileobj=_CappedStream(compressed, limit),  # type: ignore[arg-type]
+                mode="r:",
+            ) as tar,
+        ):
+            members = _checked_members(tar, archive)
+            return _extract(tar, members, archive, dest)
+    except _ArchiveTooLarge:
+        raise InputError(f"{archive}: unpacks to more than {MAX_ARCHIVE_BYTES} bytes, refused") from None
+    except _ARCHIVE_READ_ERRORS as exc:
+        raise InputError(f"{archive}: not a valid bundle archive ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    kinds = {
+        tarfile.SYMTYPE: "a symbolic link",
+        tarfile.LNKTYPE: "a hard link",
+        tarfile.CHRTYPE: "a character device",
+        tarfile.BLKTYPE: "a block device",
+        tarfile.FIFOTYPE: "a FIFO",
+    }
+    if member.issparse():
+        return "a sparse file"
+    return kinds.get(member.type, f"of tar type {member.type!r}")
+
+
+def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    total = 0
+    members: list[tarfile.TarInfo] = []
+    seen: set[str] = set()
+    tops: set[str] = set()
+    for member in tar:
+        if len(members) >= MAX_ARCHIVE_MEMBERS:
+            raise InputError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members, refused")
+        shown = _short(member.name)
+        name = member.name[:-1] if member.isdir() and member.name.endswith("/") else member.name
+        if not _safe_member_name(name):
+            raise InputError(f"{archive}: member {shown} has an unsafe path, refused")
+        parts = name.split("/")
+        if member.isdir():
+            if len(parts) != 1:
+                raise InputError(f"{archive}: member {shown} is a nested folder, refused")
+        elif member.isfile() and not member.issparse():
+            if len(parts) != 2:
+                raise InputError(f"{archive}: member {shown} must be a file inside the top-level folder, refused")
+        else:
+            raise InputError(f"{archive}: member {shown} is {_member_kind(member)}, not a regular file, refused")
+        if name in seen:
+            raise InputError(f"{archive}: member {shown} appears twice, refused")
+        total += member.size
+        if total > MAX_ARCHIVE_BYTES:
+            raise InputError(f"{archive}: member {shown} takes it past {MAX_ARCHIVE_BYTES} unpacked bytes, refused")
+        seen.add(name)
+        tops.add(parts[0])
+        members.append(member)
+    if len(tops) != 1:
+        raise InputError(f"{archive}: a bundle archive holds exactly one top-level folder (found {len(tops)})")
+    return members
+
+
+def _extract(tar: tarfile.TarFile, members: list[tarfile.TarInfo], archive: Path, dest: Path) -> Path:
+    root = dest / members[0].name.split("/")[0]
+    try:
         root.mkdir(parents=True, exist_ok=True)
-        try:
-            for member in members:
-                if member.isdir():
-                    continue
-                target = dest / member.name
-                source = tar.extractfile(member)
-                if source is None:
-                    raise InputError(f"{archive}: member {member.name!r} cannot be read")
-                with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out)
-        except (tarfile.TarError, OSError, EOFError, zlib_error()) as exc:
-            raise InputError(f"{archive}: corrupt archive ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{archive}: cannot unpack into {dest} ({exc.strerror or exc})") from None
+    for member in members:
+        if member.isdir():
+            continue
+        source = tar.extractfile(member)
+        if source is None:
+            raise InputError(f"{archive}: member {_short(member.name)} cannot be read")
+        with source:
+            try:
+                out = open(dest / member.name, "xb")  # noqa: SIM115 - closed by the `with out` below
+            except OSError as exc:
+                raise InputError(
+                    f"{archive}: cannot unpack member {_short(member.name)} ({exc.strerror or exc})"
+                ) from None
+            with out:
+                for block in iter(lambda: source.read(MAX_ARCHIVE_READ), b""):  # noqa: B023 - used at once
+                    try:
+                        out.write(block)
+                    except OSError as exc:
+                        raise InputError(
+                            f"{archive}: cannot unpack member {_short(member.name)} into {dest} ({exc.strerror or exc})"
+                        ) from None
     return root
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error

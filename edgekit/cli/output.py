@@ -11,7 +11,8 @@ from edgekit.errors import EdgekitError
 
 
 def fail(message: str, code: int) -> "typer.Exit":
-    typer.echo(f"edgekit: {message}", err=True)
+    # One line, always: messages can quote file names or library errors that hold newlines.
+    typer.echo(f"edgekit: {' '.join(message.split())}", err=True)
     return typer.Exit(code)
 
 

@@ -28,6 +28,11 @@ def run(
         "--runtime",
         help="Force a runtime: ai-edge-litert, tflite-runtime or tensorflow. Default: the lightest installed.",
     ),
+    trusted_key: Optional[Path] = typer.Option(
+        None,
+        "--trusted-key",
+        help="Public key NAME.pub: refuse (exit 4) a bundle it did not sign, before loading anything.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Run a bundle, report answers and latency, and exit 3 when the invoke p99 is over budget."""
@@ -42,6 +47,7 @@ def run(
         budget_ms=budget_ms,
         top_k=top_k,
         runtime=runtime,
+        trusted_key=trusted_key,
     )
     if as_json:
         print_json(report.to_dict())

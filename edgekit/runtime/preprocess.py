@@ -18,6 +18,7 @@ from edgekit.errors import InputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 ARRAY_SUFFIXES = (".npy",)
 MAX_IMAGE_PIXELS = 64_000_000
+EXIF_ORIENTATION = 0x0112
 
 
 def collect_input_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -54,7 +55,9 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
             with Image.open(path) as image:
                 if image.format == "JPEG":
                     # Let libjpeg decode at a reduced scale when the image is much larger: far less work.
-                    image.draft(spec.color, (width, height))
+                    # The size asked for is in stored orientation, so swap it when EXIF will rotate by 90°.
+                    turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
+                    image.draft(spec.color, (height, width) if turned else (width, height))
                 image = ImageOps.exif_transpose(image)
                 image = _to_color(image, spec.color)
                 if image.size != (width, height):
@@ -62,28 +65,52 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
                 pixels = np.asarray(image, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image is too large (over {MAX_IMAGE_PIXELS} pixels), refused") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read image ({exc})") from None
+    except MemoryError:
+        raise InputError(f"{path}: image is too large to decode in memory") from None
+    except Exception as exc:  # Pillow's decoders raise many types on damaged files: all mean "unreadable"
+        raise InputError(f"{path}: cannot read image ({_describe(exc)})") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return pixels
 
 
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if not text or isinstance(exc, (IndexError, KeyError, TypeError, ZeroDivisionError, AttributeError)):
+        text = f"{type(exc).__name__}{': ' + text if text else ''}"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _to_color(image, color: str):
-    """Convert any Pillow mode (palette, alpha, CMYK, 16-bit, ...) to 8-bit L or RGB."""
+    """Convert any Pillow mode (palette, alpha, CMYK, 16-bit, ...) to 8-bit L or RGB.
+
+    Everything that is neither L nor RGB goes through RGB first, so an unusual image gives exactly
+    the pixels its plain RGB twin gives. Transparent pixels become white."""
     from PIL import Image
 
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if array.max(initial=0) > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode.startswith("I;16"):
+        # 16 bits per sample by definition: full scale is 65535.
+        image = _scaled_to_8_bits(image, 65535.0)
+    elif image.mode in ("I", "F"):
+        # 32-bit integer or float samples say nothing about their range: 16-bit data when it exceeds 255.
+        values = np.asarray(image, dtype=np.float64)
+        image = _scaled_to_8_bits(image, 65535.0 if values.max(initial=0) > 255 else 255.0)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
     if image.mode != color:
         image = image.convert(color)
     return image
+
+
+def _scaled_to_8_bits(image, full_scale: float):
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(values / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
 def normalize(pixels: np.ndarray, spec: Preprocess) -> np.ndarray:
@@ -106,15 +133,35 @@ def array_input(path: Path, tensor: TensorSpec, spec: Preprocess | None) -> np.n
 
     float arrays are taken as already preprocessed; uint8 arrays of an image-shaped input are raw
     pixels and get the manifest's normalization; arrays already in the input tensor's integer dtype
-    are passed through untouched.
+    are passed through untouched. Never unpickles: object arrays are refused.
     """
+    array = load_npy(path)
+    shape = tuple(tensor.shape)
+    if array.shape not in (shape, shape[1:]):
+        # Checked on the memory map, before reading a byte of data: a wrong file can be huge.
+        raise InputError(f"{path}: array shape {array.shape} does not match the input shape {shape}")
+    return as_model_input(np.array(array), tensor, spec, str(path))
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """A plain numeric `.npy`, memory-mapped (nothing is read until used), never unpickled."""
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
-        raise InputError(f"{path}: not a plain numeric .npy array ({exc})") from None
+        text = " ".join(str(exc).split())
+        if "Python objects" in text or "pickle" in text:
+            raise InputError(
+                f"{path}: holds Python objects (a pickled array); edgekit reads plain numeric .npy arrays only"
+            ) from None
+        raise InputError(f"{path}: not a plain numeric .npy array ({text[:200]})") from None
     except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read .npy ({exc})") from None
-    return as_model_input(array, tensor, spec, str(path))
+        raise InputError(f"{path}: cannot read .npy ({' '.join(str(exc).split())[:200] or 'empty file'})") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise InputError(f"{path}: is a .npz archive; give one .npy array per input")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: expected a numeric array, got dtype {array.dtype}")
+    return array
 
 
 def as_model_input(array: np.ndarray, tensor: TensorSpec, spec: Preprocess | None, where: str) -> np.ndarray:

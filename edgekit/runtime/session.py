@@ -219,13 +219,15 @@ def run(
     budget_ms: float | None = None,
     top_k: int = 5,
     runtime: str | None = None,
+    trusted_key: str | os.PathLike[str] | None = None,
 ) -> RunReport:
-    """Run a bundle on input files (or zeros), time it, and judge the latency against the budget."""
+    """Run a bundle on input files (or zeros), time it, and judge the latency against the budget.
+    With `trusted_key` (a NAME.pub) the bundle's signature is checked before anything is loaded."""
     if warmup < 0 or repeat < 1:
         raise InputError("--warmup must be >= 0 and --repeat >= 1")
     if budget_ms is not None and budget_ms <= 0:
         raise InputError(f"--budget-ms must be positive, got {budget_ms}")
-    with open_bundle(bundle) as opened:
+    with open_bundle(bundle, trusted_key=trusted_key) as opened:
         session = Session(opened, threads=threads, runtime=runtime)
         files = collect_input_files(inputs)
         names = [str(p) for p in files] or ["<zeros>"]
