@@ -14,7 +14,8 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.9/3.10 on devices
     import tomli as tomllib  # type: ignore[no-redef]
 
-QUANT_MODES = ("float32", "dynamic", "float16", "int8")
+# int16x8: 16-bit activations, 8-bit weights; LiteRT runs it on reference kernels, so it buys accuracy, not speed.
+QUANT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 BUILTIN_TARGETS_DIR = Path(__file__).resolve().parent / "profiles"
 TARGETS_DIR_ENV = "EDGEKIT_TARGETS_DIR"
