@@ -1,7 +1,9 @@
-"""Model file → SourceModel: a Keras 3 model or a SavedModel, with its input/output signature.
+"""Model file → SourceModel: a Keras 3 model (`.keras`, or legacy `.h5`), a SavedModel folder, or an
+existing `.tflite`, with its input/output signature.
 
-Supported now: Keras 3 `.keras` files and SavedModel folders. Legacy `.h5` and existing `.tflite`
-files are recognised and get a clear message until their loaders land.
+Keras files are loaded in safe mode: a file that carries Python code (a `Lambda` layer's bytecode,
+an arbitrary custom object) is refused unless the caller opts in with `unsafe=True` (`--unsafe-load`),
+because loading it would run that code.
 """
 
 from __future__ import annotations
@@ -17,26 +19,37 @@ from edgekit.bundle import sha256_file
 from edgekit.conversion.quiet import import_keras, import_tensorflow, quiet_native_output
 from edgekit.errors import InputError
 
+PREDICT_BATCH = 32
+
 
 @dataclass(frozen=True)
 class SourceModel:
     """A loaded source model: how to call it, its input shape and where it came from."""
 
     path: Path
-    kind: str  # "keras" or "saved_model"
+    kind: str  # "keras", "h5", "saved_model" or "tflite"
     input_shape: tuple[int | None, ...]
     output_shape: tuple[int | None, ...]
     sha256: str
     keras_model: Any = None
     predict_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    tflite_content: bytes | None = None  # only for an existing .tflite
+    quantization: str | None = None  # only for an existing .tflite: the mode it was converted with
+    output_name: str = "output"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Float outputs of the source model for a float32 batch."""
+        """Float outputs of the source model for a float32 batch (run in slices to bound memory)."""
         assert self.predict_fn is not None
-        return np.asarray(self.predict_fn(batch), dtype=np.float32)
+        if len(batch) == 0:
+            raise InputError(f"{self.path}: no samples to run")
+        parts = [self.predict_fn(batch[i : i + PREDICT_BATCH]) for i in range(0, len(batch), PREDICT_BATCH)]
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.path.name, "kind": self.kind, "sha256": self.sha256}
+        data = {"file": self.path.name, "kind": self.kind, "sha256": self.sha256}
+        if self.quantization is not None:
+            data["quantization"] = self.quantization
+        return data
 
 
 def model_kind(path: Path) -> str:
@@ -68,21 +81,28 @@ def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceMode
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     kind = model_kind(source)
-    if kind == "keras":
-        return _load_keras(source, unsafe)
+    if kind in ("keras", "h5"):
+        return _load_keras(source, kind, unsafe)
     if kind == "saved_model":
         return _load_saved_model(source)
-    raise InputError(f"{source}: {kind} models are not supported yet (use a .keras file or a SavedModel)")
+    return _load_tflite(source)
 
 
-def _load_keras(path: Path, unsafe: bool) -> SourceModel:
+def _load_keras(path: Path, kind: str, unsafe: bool) -> SourceModel:
     keras = import_keras()
     try:
         with quiet_native_output():
             model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except Exception as exc:  # Keras raises many types for bad files
-        message = " ".join(str(exc).split())[:300]
-        raise InputError(f"{path}: cannot load Keras model ({type(exc).__name__}: {message})") from None
+        message = " ".join(str(exc).split())
+        if not unsafe and ("safe_mode" in message or "arbitrary code" in message):
+            raise InputError(
+                f"{path}: refused in safe mode: the file carries Python code (e.g. a Lambda layer) that loading "
+                "would run; if you trust the file, pass --unsafe-load"
+            ) from None
+        raise InputError(f"{path}: cannot load Keras model ({type(exc).__name__}: {message[:300]})") from None
+    if not hasattr(model, "inputs") or not model.inputs:
+        raise InputError(f"{path}: the model has no defined inputs (build or call it once before saving)")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InputError(
             f"{path}: edgekit converts models with one input and one output "
@@ -94,13 +114,21 @@ def _load_keras(path: Path, unsafe: bool) -> SourceModel:
 
     return SourceModel(
         path=path,
-        kind="keras",
+        kind=kind,
         input_shape=tuple(model.inputs[0].shape),
         output_shape=tuple(model.outputs[0].shape),
         sha256=sha256_file(path),
         keras_model=model,
         predict_fn=predict,
+        output_name=output_layer_name(model),
     )
+
+
+def output_layer_name(model: Any) -> str:
+    """The Keras layer that produces the model's output, the name users know it by."""
+    history = getattr(model.outputs[0], "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return str(getattr(operation, "name", "") or "output")
 
 
 def _load_saved_model(path: Path) -> SourceModel:
@@ -130,5 +158,53 @@ def _load_saved_model(path: Path) -> SourceModel:
         output_shape=tuple(output_spec.shape.as_list()),
         sha256=folder_sha256(path),
         predict_fn=predict,
+        output_name=str(output_name),
         keras_model=loaded,  # keep the object alive: the signature refers to it
     )
+
+
+def _load_tflite(path: Path) -> SourceModel:
+    """An already-converted model: re-bundled as it is, checked with the interpreter `edgekit run` uses."""
+    from edgekit.conversion.verify import TFLiteModel
+
+    content = path.read_bytes()
+    model = TFLiteModel(content, where=str(path))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputError(
+            f"{path}: edgekit bundles models with one input and one output "
+            f"(this one has {len(model.inputs)} and {len(model.outputs)})"
+        )
+    return SourceModel(
+        path=path,
+        kind="tflite",
+        input_shape=model.input.shape,
+        output_shape=model.output.shape,
+        sha256=sha256_file(path),
+        predict_fn=model.predict,
+        tflite_content=content,
+        quantization=tflite_quantization(model),
+        output_name=model.output.name,
+    )
+
+
+def tflite_quantization(model: Any) -> str:
+    """Which edgekit mode a `.tflite` was converted with, read from its tensors: activations in int16 →
+    int16x8, in int8 → int8; float activations with float16 weights → float16, with int8 weights →
+    dynamic; else float32."""
+    interpreter = model.interpreter
+    ops = interpreter._get_ops_details()
+    details = {int(d["index"]): np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    consumed = {int(i) for op in ops for i in op["inputs"] if int(i) >= 0}
+    activations = {details[i] for i in produced if i in details}
+    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    weights = {details[i] for i in consumed - produced - graph_inputs if i in details}
+    if "int16" in activations:
+        return "int16x8"
+    if activations & {"int8", "uint8"}:
+        return "int8"
+    if "float16" in weights:
+        return "float16"
+    if weights & {"int8", "uint8"}:
+        return "dynamic"
+    return "float32"

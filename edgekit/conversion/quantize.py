@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from edgekit.conversion.load import SourceModel
 from edgekit.conversion.quiet import import_tensorflow, quiet_native_output
 from edgekit.errors import ConversionError, InputError
+from edgekit.targets import QUANT_MODES
 
-QUANT_MODES = ("float32", "dynamic", "float16", "int8")
+# Modes whose activations are quantized: they need representative (calibration) inputs.
+CALIBRATED_MODES = ("int8", "int16x8")
+INT16X8_NOTE = (
+    "int16x8 is for accuracy, not speed: LiteRT runs 16-bit activations on reference kernels "
+    "(no XNNPACK), typically tens of times slower than int8"
+)
 
 
 @contextlib.contextmanager
@@ -23,6 +29,8 @@ def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path
     if source.kind == "saved_model":
         yield source.path
         return
+    if source.keras_model is None:
+        raise InputError(f"{source.path}: a {source.kind} model cannot be converted again")
     with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
         export_dir = Path(tmp) / "saved_model"
         with quiet_native_output(verbose):
@@ -40,16 +48,17 @@ def representative_dataset(samples: np.ndarray, on_sample: Callable[[], None] | 
     return generate
 
 
-def convert_saved_model(
+def make_converter(
     export_dir: Path,
     mode: str,
     calibration: np.ndarray | None = None,
-    verbose: bool = False,
     on_sample: Callable[[], None] | None = None,
-) -> bytes:
-    """Convert a SavedModel with the settings of one quantization mode."""
+) -> Any:
+    """A TFLiteConverter set up for one quantization mode (also what the quantization debugger takes)."""
     if mode not in QUANT_MODES:
         raise InputError(f"unknown quantization mode {mode!r} (known: {', '.join(QUANT_MODES)})")
+    if mode in CALIBRATED_MODES and (calibration is None or len(calibration) == 0):
+        raise InputError(f"{mode} needs calibration data: pass --calibration (a folder of images, .npy or .npz)")
     tf = import_tensorflow()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(export_dir))
     if mode == "dynamic":
@@ -58,18 +67,41 @@ def convert_saved_model(
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        if calibration is None or len(calibration) == 0:
-            raise InputError("int8 needs calibration data: pass --calibration (a folder of images, .npy or .npz)")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset(calibration, on_sample)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+    elif mode == "int16x8":
+        # Float input and output: 16-bit integer I/O buys nothing on the device and would make every
+        # caller quantize by hand; the graph inside runs 16-bit activations with 8-bit weights.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset(calibration, on_sample)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    return converter
+
+
+def run_converter(convert: Callable[[], Any], mode: str, verbose: bool = False) -> Any:
+    """Run a converter step quietly; its failures become one-line ConversionErrors with the log's tail."""
     with quiet_native_output(verbose) as captured:
         try:
-            return bytes(converter.convert())
+            return convert()
         except Exception as exc:
             error = exc
     log = " ".join((captured[0] if captured else "").split())[-300:]
     detail = " ".join(str(error).split())[:300]
     raise ConversionError(f"TFLite conversion to {mode} failed: {detail}{' | ' + log if log else ''}")
+
+
+def convert_saved_model(
+    export_dir: Path,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    verbose: bool = False,
+    on_sample: Callable[[], None] | None = None,
+) -> bytes:
+    """Convert a SavedModel with the settings of one quantization mode."""
+    converter = make_converter(export_dir, mode, calibration if mode in CALIBRATED_MODES else None, on_sample)
+    return bytes(run_converter(converter.convert, mode, verbose))
