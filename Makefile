@@ -29,10 +29,21 @@ demo: install sample
 		--labels samples/digits/labels.txt --out $(BUNDLES) --archive --force
 	$(EDGEKIT) run $(BUNDLES)/digits-x86_64 samples/digits/images --top-k 3
 
-test: install test-unit
+# One pytest run for everything, so the session fixtures (trained sample, bundles) are built once.
+test: install arm-env
+	$(PY) -m pytest -q tests
 
 test-unit: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m "not arm"
+
+# Emulated ARM Pythons under .arm/ (QEMU user mode, Debian's arm64/armhf Python 3.11, the ARM wheels),
+# plus an x86 tflite-runtime reference. Cached: a second run takes seconds.
+arm-env:
+	bash scripts/arm-sysroot.sh
+	PYTHON=$(PYTHON) bash scripts/x86-tflite-runtime.sh
+
+test-arm: install arm-env
+	$(PY) -m pytest -q tests/arm
 
 lint: install
 	$(VENV)/bin/ruff check edgekit tests samples benchmarks
