@@ -7,6 +7,7 @@ Usage: PYTHON probe.py CASES.json   (CASES: [{"bundle": path, "inputs": [paths],
 import json
 import platform
 import sys
+import time
 
 from edgekit.bundle import open_bundle
 from edgekit.runtime.preprocess import collect_input_files
@@ -22,11 +23,17 @@ def probe(case):
             session.invoke()
             raw = session.outputs()[0]
             outputs.append({"input": str(path), "dtype": str(raw.dtype), "values": raw.reshape(-1).tolist()})
+        timings = []
+        for _ in range(case.get("repeat", 0)):  # optional: invoke latency (emulated ms when under QEMU)
+            start = time.perf_counter()
+            session.invoke()
+            timings.append((time.perf_counter() - start) * 1000)
         return {
             "bundle": case["bundle"],
             "runtime": session.runtime.name,
             "version": session.runtime.version,
             "outputs": outputs,
+            "invoke_ms": sorted(timings)[len(timings) // 2] if timings else None,
         }
 
 

@@ -59,12 +59,15 @@ def launcher(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def arm_bundles(digits, tmp_path_factory) -> list[dict]:
+    for name in (*LAUNCHERS.values(), X86_TFLITE_RUNTIME):
+        launcher(name)
+    return build_cases(digits, tmp_path_factory.mktemp("arm-bundles"))
+
+
+def build_cases(digits: dict, out: Path) -> list[dict]:
     """Digits bundles for every (target, mode) above, and a MobileNetV2-sized model for rpi4 and rpi-armv7."""
     from edgekit.conversion.pipeline import convert
 
-    for name in (*LAUNCHERS.values(), X86_TFLITE_RUNTIME):
-        launcher(name)
-    out = tmp_path_factory.mktemp("arm-bundles")
     wanted = defaultdict(set)
     for target, mode, _ in DIGITS_CASES:
         wanted[mode].add(target)
@@ -92,7 +95,7 @@ def arm_bundles(digits, tmp_path_factory) -> list[dict]:
     ]
 
     mobilenet = load_script(ROOT / "samples" / "mobilenet" / "build.py", "mobilenet_build")
-    mdir = tmp_path_factory.mktemp("mobilenet")
+    mdir = out / "mobilenet-model"
     model = mobilenet.build(mdir, samples=16)
     for mode, targets in (("float32", ["rpi4"]), ("int8", ["rpi4", "rpi-armv7"])):
         convert(
@@ -122,7 +125,7 @@ def arm_bundles(digits, tmp_path_factory) -> list[dict]:
 
 def run_probe(python: list[str], cases: list[dict], tmp_path: Path, env: dict | None = None) -> dict:
     spec = tmp_path / f"cases-{abs(hash(tuple(python)))}-{len(cases)}.json"
-    spec.write_text(json.dumps([{k: c[k] for k in ("bundle", "inputs", "runtime")} for c in cases]))
+    spec.write_text(json.dumps([{k: c[k] for k in ("bundle", "inputs", "runtime", "repeat") if k in c} for c in cases]))
     result = subprocess.run(
         [*python, str(PROBE), str(spec)],
         capture_output=True,
