@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekit.errors import InputError, RuntimeNotFound
+from edgekit.native_output import quiet_native_output
 
 RUNTIME_ENV = "EDGEKIT_RUNTIME"
 # (report name, module to import, attribute path of Interpreter, distribution whose version we report).
@@ -81,12 +82,18 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
 
 def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any:
     """Create and allocate an interpreter; turn the runtime's errors into one-line messages."""
-    try:
-        interpreter = runtime.interpreter_class(model_path=str(model_path), num_threads=threads)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        message = " ".join(str(exc).split())
-        raise InputError(f"{model_path}: {runtime.name} {runtime.version} cannot load this model: {message}") from None
+    # The runtimes print "INFO: Created TensorFlow Lite XNNPACK delegate" and their own errors on fd 2;
+    # keep the user's terminal clean and put any native message into the one-line error instead.
+    with quiet_native_output() as captured:
+        try:
+            interpreter = runtime.interpreter_class(model_path=str(model_path), num_threads=threads)
+            interpreter.allocate_tensors()
+            error = None
+        except (ValueError, RuntimeError) as exc:
+            error = exc
+    if error is not None:
+        message = " ".join(str(error).split()) or " ".join("".join(captured).split())[-300:]
+        raise InputError(f"{model_path}: {runtime.name} {runtime.version} cannot load this model: {message}")
     return interpreter
 
 
