@@ -45,9 +45,34 @@ arm-env:
 test-arm: install arm-env
 	$(PY) -m pytest -q tests/arm
 
+# Benchmarks (benchmarks/RESULTS.md): the workloads are built into git-ignored folders, then each
+# script (under ~2 minutes on 2 cores) writes build/bench/results/NAME.json; report.py gathers them
+# into build/bench/results/RESULTS.md.
+BENCH := build/bench
+MOBILENET := samples/mobilenet/build
+BENCH_BUNDLES := $(foreach model,digits mobilenet_v2,$(foreach mode,int8 float32,$(BENCH)/bundles/$(model)-$(mode)-x86_64/edgekit.json))
+BENCH_SCRIPTS := run_vs_bare bench_vs_litert int8_speedup cold_start convert_overhead preprocess_cost
+
+mobilenet: $(MOBILENET)/mobilenet_v2.keras
+
+$(MOBILENET)/mobilenet_v2.keras: samples/mobilenet/build.py $(STAMP)
+	$(PY) samples/mobilenet/build.py --out $(MOBILENET)
+
+$(BENCH)/bundles/digits-%-x86_64/edgekit.json: $(DIGITS)/digits.keras
+	$(EDGEKIT) convert $(DIGITS)/digits.keras -t x86_64 -q $* --calibration $(DIGITS)/calibration.npz \
+		--labels samples/digits/labels.txt --name digits-$* --out $(BENCH)/bundles --force
+
+$(BENCH)/bundles/mobilenet_v2-%-x86_64/edgekit.json: $(MOBILENET)/mobilenet_v2.keras
+	$(EDGEKIT) convert $(MOBILENET)/mobilenet_v2.keras -t x86_64 -q $* --mean 127.5 --std 127.5 \
+		--calibration $(MOBILENET)/calibration.npz --name mobilenet_v2-$* --out $(BENCH)/bundles --force
+
+bench: install sample mobilenet $(BENCH_BUNDLES)
+	set -e; for script in $(BENCH_SCRIPTS); do $(PY) benchmarks/$$script.py; done
+	$(PY) benchmarks/report.py
+
 lint: install
 	$(VENV)/bin/ruff check edgekit tests samples benchmarks
 	$(VENV)/bin/ruff format --check edgekit tests samples benchmarks
 
 clean:
-	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build .pytest_cache
+	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build build/bench .pytest_cache

@@ -32,12 +32,14 @@ def check_output_path(path: Optional[Path], option: str) -> None:
 def bench(
     models: List[Path] = typer.Argument(
         ...,
+        metavar="BUNDLE|MODEL.tflite",
         help="Bundle folders, bundle .tar.gz files or .tflite models, benchmarked side by side.",
         show_default=False,
     ),
     threads: Optional[List[str]] = typer.Option(
         None,
         "--threads",
+        metavar="1,2,4",
         help="Thread counts to sweep, e.g. 1,2,4. Default: each bundle's target (a bare model: this machine's cores).",
     ),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes after the first (timed on its own)."),
