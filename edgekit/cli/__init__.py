@@ -4,7 +4,15 @@ options, calls one library function and renders the result (a table, or JSON wit
 import typer
 
 from edgekit import __version__
-from edgekit.cli import bench_command, convert_command, inspect_command, keys_command, run_command, targets_command
+from edgekit.cli import (
+    bench_command,
+    convert_command,
+    debug_command,
+    inspect_command,
+    keys_command,
+    run_command,
+    targets_command,
+)
 
 app = typer.Typer(
     name="edgekit",
@@ -36,6 +44,7 @@ def _root(
 app.command("convert")(convert_command.convert)
 app.command("run")(run_command.run)
 app.command("inspect")(inspect_command.inspect)
+app.command("debug")(debug_command.debug)
 app.command("bench")(bench_command.bench)
 app.command("verify")(keys_command.verify)
 app.command("sign")(keys_command.sign)

@@ -8,14 +8,27 @@ import typer
 from edgekit.cli.output import StepProgress, console, human_bytes, print_json, reports_errors, split_values, table
 
 
+def split_names(values: Optional[List[str]]) -> List[str]:
+    """`--keep-float a,b` or `--keep-float a --keep-float b`."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
 @reports_errors
 def convert(
-    model: Path = typer.Argument(..., help="A Keras 3 .keras file or a SavedModel folder.", show_default=False),
+    model: Path = typer.Argument(
+        ...,
+        help="A Keras 3 .keras file, a legacy .h5, a SavedModel folder, or an existing .tflite (bundled as it is).",
+        show_default=False,
+    ),
     target: Optional[List[str]] = typer.Option(
         None, "-t", "--target", help="Target profile (repeatable). Default: every profile."
     ),
     quantize: Optional[str] = typer.Option(
-        None, "-q", "--quantize", help="float32, dynamic, float16 or int8. Default: each target's mode."
+        None,
+        "-q",
+        "--quantize",
+        help="float32, dynamic, float16, int8, int16x8 (accuracy, not speed), or auto: per target, the fastest mode "
+        "that passes the checks, timed on this machine. Default: each target's mode.",
     ),
     calibration: Optional[Path] = typer.Option(
         None,
@@ -43,6 +56,42 @@ def convert(
     targets_dir: Optional[Path] = typer.Option(
         None, "--targets-dir", help="Folder with your own target profiles (*.toml)."
     ),
+    eval_data: Optional[Path] = typer.Option(
+        None,
+        "--eval-data",
+        help="Verification data instead of the calibration inputs: a folder with one subfolder of images per class, or a .npz with x and y. With labels, top-1 accuracy of the source and of every converted mode is measured.",
+    ),
+    eval_size: int = typer.Option(1000, "--eval-size", min=1, help="How many evaluation samples to use."),
+    max_accuracy_drop: Optional[float] = typer.Option(
+        None,
+        "--max-accuracy-drop",
+        help="Fail (exit 4, nothing written) when a bundle loses more top-1 accuracy than this, in percentage points. Needs labelled --eval-data. With -q auto the default is 1.",
+    ),
+    min_agreement: float = typer.Option(
+        0.9, "--min-agreement", help="Fail (exit 4) when a classifier's top-1 answers agree with the source less often."
+    ),
+    min_cosine: float = typer.Option(
+        0.98, "--min-cosine", help="Fail (exit 4) when outputs' mean cosine similarity with the source is lower."
+    ),
+    allow_degraded: bool = typer.Option(
+        False, "--allow-degraded", help="Write bundles that miss the thresholds anyway (their manifests say so)."
+    ),
+    keep_float: Optional[List[str]] = typer.Option(
+        None,
+        "--keep-float",
+        help="int8 with these layers kept in float (repeatable or comma-separated; names from edgekit debug).",
+    ),
+    auto_keep_float: bool = typer.Option(
+        False, "--auto-keep-float", help="int8 with its worst layers in float, as few as it takes to pass the checks."
+    ),
+    explain: bool = typer.Option(
+        False, "--explain", help="Add the int8 layer-by-layer error report (as edgekit debug)."
+    ),
+    unsafe_load: bool = typer.Option(
+        False,
+        "--unsafe-load",
+        help="Load Keras files that carry Python code (Lambda layers, custom objects); refused by default because loading runs that code. Only for files you trust.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log output."),
 ) -> None:
@@ -50,6 +99,11 @@ def convert(
 
     Preprocessing is part of the bundle: images are resized to the input size, converted to
     greyscale or RGB by the input's channel count, then x = (pixel - mean) / std.
+
+    Every conversion is run with the device's interpreter on the verification data (--eval-data, else
+    the calibration inputs) and compared with the source model; a bundle that misses --min-agreement,
+    --min-cosine or --max-accuracy-drop is refused with exit code 4 and nothing is written, unless
+    --allow-degraded.
     """
     from edgekit.conversion.pipeline import convert as run_conversion
 
@@ -70,6 +124,16 @@ def convert(
             targets_dir=targets_dir,
             verbose=verbose,
             progress=progress,
+            eval_data=eval_data,
+            eval_size=eval_size,
+            max_accuracy_drop=max_accuracy_drop,
+            min_agreement=min_agreement,
+            min_cosine=min_cosine,
+            allow_degraded=allow_degraded,
+            keep_float=split_names(keep_float),
+            auto_keep_float=auto_keep_float,
+            explain=explain,
+            unsafe_load=unsafe_load,
         )
     if as_json:
         print_json(report.to_dict())
@@ -81,23 +145,89 @@ def convert(
             [
                 b.target,
                 b.arch,
-                b.mode,
+                b.mode + (" (mixed)" if b.keep_float else ""),
                 human_bytes(b.bytes),
-                f"{b.size_ratio:.2f}",
+                "-" if b.size_ratio is None else f"{b.size_ratio:.2f}",
                 f"{b.conversion_seconds:.2f}",
                 "-" if agreement is None else f"{agreement:.3f}",
                 f"{b.fidelity.cosine:.5f}",
+                "-" if b.accuracy is None else f"{b.accuracy.converted:.2%}",
                 b.archive or b.path,
             ]
         )
-    columns = ["target", "arch", "mode", "size", "vs float32", "convert s", "top-1 agree", "cosine", "bundle"]
+    columns = [
+        "target",
+        "arch",
+        "mode",
+        "size",
+        "vs float32",
+        "convert s",
+        "top-1 agree",
+        "cosine",
+        "accuracy",
+        "bundle",
+    ]
     console().print(
         table(
             f"{report.name}: {len(report.bundles)} bundle(s)",
             columns,
             rows,
-            right=("size", "vs float32", "convert s", "top-1 agree", "cosine"),
+            right=("size", "vs float32", "convert s", "top-1 agree", "cosine", "accuracy"),
         )
     )
-    if report.bundles and report.bundles[0].fidelity.synthetic:
-        console().print("fidelity measured on random inputs (no --calibration data given)")
+    render_checks(report)
+
+
+def render_checks(report) -> None:
+    """What the checks found: accuracy, auto's candidates, mixed int8, the layer report, notes."""
+    from edgekit.cli.debug_command import layer_table, mixed_line
+
+    out = console()
+    verification = report.verification
+    if verification.get("source_accuracy") is not None:
+        out.print(
+            f"source accuracy {verification['source_accuracy']:.2%} on {verification['samples']} labelled samples "
+            f"({verification['data']})"
+        )
+    for b in report.bundles:
+        if b.candidates is None:
+            continue
+        rows = [
+            [
+                c.mode,
+                human_bytes(c.bytes),
+                "-" if c.accuracy is None else f"{c.accuracy:.2%}",
+                "-" if c.agreement is None else f"{c.agreement:.3f}",
+                "-" if c.p50_ms is None else f"{c.p50_ms:.3f}",
+                "-" if c.p99_ms is None else f"{c.p99_ms:.3f}",
+                "yes" if c.chosen else "",
+                c.reason,
+            ]
+            for c in b.candidates
+        ]
+        threads = b.candidates[0].threads if b.candidates else "-"
+        out.print(
+            table(
+                f"{b.target}: candidates, timed on this machine with {threads} thread(s)",
+                ["mode", "size", "accuracy", "agreement", "p50 ms", "p99 ms", "chosen", "why"],
+                rows,
+                right=("size", "accuracy", "agreement", "p50 ms", "p99 ms"),
+            )
+        )
+    if report.keep_float is not None:
+        result = report.keep_float
+        out.print(mixed_line("int8", result.int8))
+        for step in result.steps:
+            out.print(mixed_line(f"keep {', '.join(step.layers)} in float", step))
+        if result.chosen.layers:
+            kept = ", ".join(result.chosen.float_layers or result.chosen.layers)
+            out.print(mixed_line(f"bundled: int8 with {kept} in float", result.chosen))
+        else:
+            out.print("int8 passes the checks as it is: nothing kept in float")
+    if report.explain is not None:
+        out.print(layer_table(report.explain.layers, 10, "int8 error per layer, worst first (edgekit debug has more)"))
+    for b in report.bundles:
+        if b.degraded:
+            out.print(f"DEGRADED {b.target} ({b.mode}): {'; '.join(b.problems)}")
+    for note in report.notes:
+        out.print(f"note: {note}")

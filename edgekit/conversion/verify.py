@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.conversion.accuracy import Accuracy, EvalData, top1_accuracy
+from edgekit.conversion.quiet import quiet_native_output
 from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.runtime.inspect_model import tensor_spec
 from edgekit.runtime.interpreter import find_runtime
@@ -132,8 +133,9 @@ class TFLiteModel:
     def __init__(self, content: bytes, threads: int = 1, where: str | None = None, mode: str | None = None):
         runtime = find_runtime()
         try:
-            self.interpreter = runtime.interpreter_class(model_content=content, num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = runtime.interpreter_class(model_content=content, num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise load_error(exc, f"{runtime.name} {runtime.version}", where, mode) from None
         self.input = tensor_spec(self.interpreter.get_input_details()[0])
