@@ -196,41 +196,41 @@ class Manifest:
             raise InputError(f"{where}: missing field 'schema'")
         schema = data["schema"]
         if not _is_int(schema):
-            raise InputError(f"{where}.schema: expected an integer, got {_short(schema)}")
+            raise InputError(f"{where}: schema: expected an integer, got {_short(schema)}")
         if schema > SCHEMA_VERSION:
             raise InputError(
                 f"{where}: bundle schema {schema} is newer than this edgekit understands "
                 f"({SCHEMA_VERSION}); upgrade edgekit"
             )
         if schema < 1:
-            raise InputError(f"{where}.schema: unknown bundle schema {schema} (expected 1 to {SCHEMA_VERSION})")
-        name = _field(data, "name", str, where)
+            raise InputError(f"{where}: schema: unknown bundle schema {schema} (expected 1 to {SCHEMA_VERSION})")
+        name = _field(data, "name", str, where, root=True)
         if not name:
-            raise InputError(f"{where}.name: must not be empty")
-        created_by = _field(data, "created_by", str, where)
-        target = _target(_field(data, "target", dict, where), f"{where}.target")
-        quantization = _field(data, "quantization", str, where)
-        inputs = _field(data, "inputs", list, where)
-        outputs = _field(data, "outputs", list, where)
+            raise InputError(f"{where}: name: must not be empty")
+        created_by = _field(data, "created_by", str, where, root=True)
+        target = _target(_field(data, "target", dict, where, root=True), f"{where}: target")
+        quantization = _field(data, "quantization", str, where, root=True)
+        inputs = _field(data, "inputs", list, where, root=True)
+        outputs = _field(data, "outputs", list, where, root=True)
         if not inputs or not outputs:
             raise InputError(f"{where}: a bundle needs at least one input and one output")
-        entries = _file_entries(_field(data, "files", dict, where), f"{where}.files")
+        entries = _file_entries(_field(data, "files", dict, where, root=True), f"{where}: files")
         labels = data.get("labels")
         if labels is not None and (not isinstance(labels, str) or labels not in entries):
-            raise InputError(f"{where}.labels: expected null or the name of a file listed in 'files'")
+            raise InputError(f"{where}: labels: expected null or the name of a file listed in 'files'")
         preprocess = data.get("preprocess")
         task = data.get("task", "classification")
         if task not in TASKS:
-            raise InputError(f"{where}.task: expected 'classification' or 'generic', got {_short(task)}")
+            raise InputError(f"{where}: task: expected 'classification' or 'generic', got {_short(task)}")
         return cls(
             name=name,
             created_by=created_by,
             target=target,
             quantization=quantization,
-            inputs=tuple(TensorSpec.from_dict(t, f"{where}.inputs[{i}]") for i, t in enumerate(inputs)),
-            outputs=tuple(TensorSpec.from_dict(t, f"{where}.outputs[{i}]") for i, t in enumerate(outputs)),
+            inputs=tuple(TensorSpec.from_dict(t, f"{where}: inputs[{i}]") for i, t in enumerate(inputs)),
+            outputs=tuple(TensorSpec.from_dict(t, f"{where}: outputs[{i}]") for i, t in enumerate(outputs)),
             files=entries,
-            preprocess=None if preprocess is None else Preprocess.from_dict(preprocess, f"{where}.preprocess"),
+            preprocess=None if preprocess is None else Preprocess.from_dict(preprocess, f"{where}: preprocess"),
             task=task,
             labels=labels,
             source=_optional_dict(data, "source", where),
@@ -276,7 +276,7 @@ def _optional_dict(data: dict[str, Any], key: str, where: str) -> dict[str, Any]
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InputError(f"{where}.{key}: expected an object or null, got {type(value).__name__}")
+        raise InputError(f"{where}: {key}: expected an object or null, got {type(value).__name__}")
     return value
 
 
@@ -303,12 +303,14 @@ def _kind_name(kind: type) -> str:
     return {dict: "an object", list: "a list", str: "a string", int: "an integer"}.get(kind, kind.__name__)
 
 
-def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def _field(data: dict[str, Any], key: str, kind: type, where: str, root: bool = False) -> Any:
+    """data[key] of the given type; `where` is the file (root) or the path of the enclosing field."""
     if key not in data:
         raise InputError(f"{where}: missing field '{key}'")
     value = data[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"{where}.{key}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
+        name = f"{where}: {key}" if root else f"{where}.{key}"
+        raise InputError(f"{name}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
     return value
 
 
@@ -316,7 +318,8 @@ def _numbers(values: list[Any], where: str, channels: int) -> tuple[float, ...]:
     if not values or not all(_is_number(v) for v in values):
         raise InputError(f"{where}: expected a non-empty list of finite numbers")
     if len(values) not in (1, channels):
-        raise InputError(f"{where}: expected 1 or {channels} values, got {len(values)}")
+        expected = "1 value" if channels == 1 else f"1 or {channels} values"
+        raise InputError(f"{where}: expected {expected} (one per channel), got {len(values)}")
     return tuple(float(v) for v in values)
 
 
@@ -434,13 +437,16 @@ def verify_files(
         path = folder / name
         if not path.is_file():
             raise IntegrityError(f"{shown}/{name}: listed in the manifest but missing")
-        if path.stat().st_size != entry.bytes:
+        size = path.stat().st_size
+        if size != entry.bytes:
             raise IntegrityError(
-                f"{shown}/{name}: {path.stat().st_size} bytes, the manifest says {entry.bytes} "
-                "(file changed, truncated or corrupt)"
+                f"{shown}/{name}: does not match the manifest ({size} bytes, expected {entry.bytes}: "
+                "file changed, truncated or corrupt)"
             )
         if sha256_file(path) != entry.sha256:
-            raise IntegrityError(f"{shown}/{name}: SHA-256 does not match the manifest (file changed or corrupt)")
+            raise IntegrityError(
+                f"{shown}/{name}: does not match the manifest (SHA-256 differs: file changed or corrupt)"
+            )
     allowed = {MANIFEST_NAME, SIGNATURE_NAME, *allowed_extra, *manifest.files}
     extra = [p.name for p in entries if p.name not in allowed]
     if extra:
@@ -503,7 +509,9 @@ def staged_folder(final: Path, force: bool) -> Iterator[Path]:
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     except OSError as exc:
-        raise InputError(f"{final}: cannot create the bundle folder ({exc.strerror or exc})") from None
+        raise InputError(
+            f"{final}: cannot create the bundle folder ({exc.strerror or exc}); nothing was written there"
+        ) from None
     try:
         yield staging
         # mkdtemp made it private (0700); a bundle is meant to be read by whoever runs it.
@@ -604,13 +612,15 @@ class _CappedStream:
         position = self._stream.tell()
         if size is None or size < 0:
             size = self._limit - position + 1
-        if size > MAX_ARCHIVE_READ or position + size > self._limit:
-            raise _ArchiveTooLarge()
+        if size > MAX_ARCHIVE_READ:
+            raise _ArchiveTooLarge(f"a header or block of {size} bytes, over {MAX_ARCHIVE_READ}")
+        if position + size > self._limit:
+            raise _ArchiveTooLarge(f"unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
         return self._stream.read(size)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if whence == os.SEEK_SET and offset > self._limit:
-            raise _ArchiveTooLarge()
+            raise _ArchiveTooLarge(f"unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
         return self._stream.seek(offset, whence)
 
     def tell(self) -> int:
@@ -637,8 +647,8 @@ def unpack_archive(archive: Path, dest: Path) -> Path:
         ):
             members = _checked_members(tar, archive)
             return _extract(tar, members, archive, dest)
-    except _ArchiveTooLarge:
-        raise InputError(f"{archive}: unpacks to more than {MAX_ARCHIVE_BYTES} bytes, refused") from None
+    except _ArchiveTooLarge as exc:
+        raise InputError(f"{archive}: {exc}, refused") from None
     except _ARCHIVE_READ_ERRORS as exc:
         raise InputError(f"{archive}: not a valid bundle archive ({_one_line(exc)})") from None
 

@@ -147,15 +147,15 @@ def load_npy(path: Path) -> np.ndarray:
     """A plain numeric `.npy`, memory-mapped (nothing is read until used), never unpickled."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        text = " ".join(str(exc).split())
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read .npy ({' '.join(str(exc).split())[:200] or 'empty file'})") from None
+    except Exception as exc:  # numpy parses the header as a Python literal: damaged headers raise many types
+        text = " ".join(str(exc).split()) or type(exc).__name__
         if "Python objects" in text or "pickle" in text:
             raise InputError(
                 f"{path}: holds Python objects (a pickled array); edgekit reads plain numeric .npy arrays only"
             ) from None
         raise InputError(f"{path}: not a plain numeric .npy array ({text[:200]})") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read .npy ({' '.join(str(exc).split())[:200] or 'empty file'})") from None
     if not isinstance(array, np.ndarray):
         array.close()
         raise InputError(f"{path}: is a .npz archive; give one .npy array per input")
