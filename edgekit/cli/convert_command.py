@@ -5,7 +5,16 @@ from typing import List, Optional
 
 import typer
 
-from edgekit.cli.output import StepProgress, console, human_bytes, print_json, reports_errors, split_values, table
+from edgekit.cli.output import (
+    StepProgress,
+    console,
+    fail,
+    human_bytes,
+    print_json,
+    reports_errors,
+    split_values,
+    table,
+)
 
 
 def split_names(values: Optional[List[str]]) -> List[str]:
@@ -87,6 +96,46 @@ def convert(
     explain: bool = typer.Option(
         False, "--explain", help="Add the int8 layer-by-layer error report (as edgekit debug)."
     ),
+    prune: Optional[float] = typer.Option(
+        None,
+        "--prune",
+        help="Magnitude pruning for a smaller archive: zero this share (e.g. 0.5) of the weights of every Conv/Dense kernel, smallest first. The first and last layers and small kernels stay dense.",
+    ),
+    prune_channels: Optional[float] = typer.Option(
+        None,
+        "--prune-channels",
+        help="Channel pruning for a faster model: remove this share (e.g. 0.3) of each Conv layer's filters, weakest first, and rebuild the model narrower.",
+    ),
+    prune_skip: Optional[List[str]] = typer.Option(
+        None, "--prune-skip", help="Layers to leave unpruned (repeatable or comma-separated)."
+    ),
+    prune_include: Optional[List[str]] = typer.Option(
+        None, "--prune-include", help="Layers --prune leaves dense by default (first, last, small) to prune anyway."
+    ),
+    prune_block: Optional[int] = typer.Option(
+        None,
+        "--prune-block",
+        min=1,
+        help="--prune zeroes blocks of N consecutive input channels (compresses better). Default: 4 with --finetune-data, 1 without.",
+    ),
+    prune_norm: str = typer.Option("l1", "--prune-norm", help="Filter importance for --prune-channels: l1 or l2."),
+    prune_channels_multiple: int = typer.Option(
+        8,
+        "--prune-channels-multiple",
+        min=1,
+        help="Round the channels each layer keeps to a multiple of this (SIMD kernels work in packs); 1: exact counts.",
+    ),
+    finetune_data: Optional[Path] = typer.Option(
+        None,
+        "--finetune-data",
+        help="Labelled training data (a .npz with x and y, or a folder per class): prune gradually while fine-tuning. Without it pruning is one-shot.",
+    ),
+    finetune_epochs: Optional[int] = typer.Option(
+        None, "--finetune-epochs", min=1, help="Fine-tuning epochs. Default 4."
+    ),
+    finetune_lr: Optional[float] = typer.Option(
+        None, "--finetune-lr", help="Fine-tuning learning rate (Adam). Default 2e-4."
+    ),
     unsafe_load: bool = typer.Option(
         False,
         "--unsafe-load",
@@ -106,6 +155,21 @@ def convert(
     --allow-degraded.
     """
     from edgekit.conversion.pipeline import convert as run_conversion
+    from edgekit.conversion.prune import PruneSettings
+
+    if (finetune_epochs is not None or finetune_lr is not None) and finetune_data is None:
+        raise fail("error: --finetune-epochs and --finetune-lr need --finetune-data", 2)
+    tuning = {"epochs": finetune_epochs, "learning_rate": finetune_lr}
+    prune_settings = PruneSettings(
+        sparsity=prune,
+        channels=prune_channels,
+        skip=tuple(split_names(prune_skip)),
+        include=tuple(split_names(prune_include)),
+        block=prune_block,
+        norm=prune_norm,
+        multiple=prune_channels_multiple,
+        **{key: value for key, value in tuning.items() if value is not None},
+    )
 
     with StepProgress(not as_json, "converting") as progress:
         report = run_conversion(
@@ -134,6 +198,8 @@ def convert(
             auto_keep_float=auto_keep_float,
             explain=explain,
             unsafe_load=unsafe_load,
+            prune=prune_settings,
+            finetune_data=finetune_data,
         )
     if as_json:
         print_json(report.to_dict())
@@ -176,6 +242,8 @@ def convert(
         )
     )
     render_checks(report)
+    if report.pruning is not None:
+        render_pruning(report.pruning)
 
 
 def render_checks(report) -> None:
@@ -231,3 +299,60 @@ def render_checks(report) -> None:
             out.print(f"DEGRADED {b.target} ({b.mode}): {'; '.join(b.problems)}")
     for note in report.notes:
         out.print(f"note: {note}")
+
+
+def render_pruning(pruning) -> None:
+    """What pruning did (per layer) and what it bought (pruned beside unpruned, per mode)."""
+    out = console()
+    if pruning.magnitude is not None:
+        magnitude = pruning.magnitude
+        rows = [
+            [layer.name, layer.kind, layer.weights, f"{layer.sparsity:.1%}", layer.skipped or ""]
+            for layer in magnitude.layers
+        ]
+        title = f"magnitude pruning to {magnitude.target:.0%} (blocks of {magnitude.block}), {pruning.method}"
+        out.print(
+            table(title, ["layer", "kind", "weights", "zeros", "left dense because"], rows, right=("weights", "zeros"))
+        )
+    if pruning.channels is not None:
+        channels = pruning.channels
+        rows = [
+            [layer.name, layer.filters, layer.kept, ", ".join(layer.tied_with), layer.kept_all_because or ""]
+            for layer in channels.layers
+        ]
+        title = f"channel pruning {channels.ratio:.0%} by {channels.norm} norm, {pruning.method}: {channels.removed_share:.1%} of filters removed"
+        out.print(
+            table(title, ["conv", "filters", "kept", "tied with", "kept all because"], rows, right=("filters", "kept"))
+        )
+    if pruning.fine_tuning is not None:
+        tuning = pruning.fine_tuning
+        out.print(
+            f"fine-tuned {tuning.epochs} epoch(s) on {tuning.samples} samples in {tuning.seconds:.1f} s (final loss {tuning.loss} {tuning.final_loss:.4f})"
+        )
+    else:
+        out.print("one-shot pruning (no --finetune-data): nothing was retrained")
+    if pruning.float_accuracy:
+        steps = ", ".join(f"{name.replace('_', '-')} {value:.2%}" for name, value in pruning.float_accuracy.items())
+        out.print(f"Keras model accuracy: {steps}")
+    if pruning.comparisons:
+        out.print("the checks above compare each conversion with the pruned model; below, with the unpruned one")
+    for c in pruning.comparisons:
+        u, p = c.unpruned, c.pruned
+        rows = [
+            ["MACs", f"{u.macs:,}", f"{p.macs:,}", f"{c.macs_ratio:.2f}x"],
+            [
+                ".tflite",
+                human_bytes(u.tflite_bytes),
+                human_bytes(p.tflite_bytes),
+                f"{p.tflite_bytes / u.tflite_bytes:.2f}x",
+            ],
+            ["gzip'd (as in .tar.gz)", human_bytes(u.gzip_bytes), human_bytes(p.gzip_bytes), f"-{c.gzip_saving:.1%}"],
+            ["zeros in weights", f"{u.weight_sparsity:.1%}", f"{p.weight_sparsity:.1%}", ""],
+            ["p50 ms", f"{u.p50_ms:.4f}", f"{p.p50_ms:.4f}", f"{c.speedup:.2f}x speed"],
+        ]
+        if u.accuracy is not None and p.accuracy is not None:
+            rows.append(
+                ["accuracy", f"{u.accuracy:.2%}", f"{p.accuracy:.2%}", f"{(p.accuracy - u.accuracy) * 100:+.2f} pts"]
+            )
+        title = f"{c.mode}: unpruned vs pruned, same run, {c.threads} thread(s) on this machine"
+        out.print(table(title, ["", "unpruned", "pruned", "change"], rows, right=("unpruned", "pruned", "change")))

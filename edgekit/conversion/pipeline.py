@@ -34,6 +34,7 @@ from edgekit.conversion.accuracy import DEFAULT_EVAL_SIZE, Accuracy, load_eval_d
 from edgekit.conversion.calibration import DEFAULT_CALIBRATION_SIZE, load_samples
 from edgekit.conversion.debug import DEBUG_SAMPLES, DebugReport, KeepFloatResult, MixedModel, QuantizationDebug
 from edgekit.conversion.load import SourceModel, load_model
+from edgekit.conversion.prune import PruneSettings, PruningReport, compare_with_unpruned, prune_source
 from edgekit.conversion.quantize import (
     CALIBRATED_MODES,
     INT16X8_NOTE,
@@ -146,6 +147,7 @@ class ConversionReport:
     explain: DebugReport | None = None  # --explain: the int8 layer report
     keep_float: KeepFloatResult | None = None  # --keep-float / --auto-keep-float: mixed vs plain int8
     notes: tuple[str, ...] = ()
+    pruning: PruningReport | None = None  # --prune / --prune-channels: what it did and bought
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +161,7 @@ class ConversionReport:
             "keep_float": None if self.keep_float is None else self.keep_float.to_dict(),
             "explain": None if self.explain is None else self.explain.to_dict(),
             "notes": list(self.notes),
+            "pruning": None if self.pruning is None else self.pruning.to_dict(),
         }
 
 
@@ -277,14 +280,24 @@ def convert(
     keep_float: Sequence[str] = (),
     auto_keep_float: bool = False,
     explain: bool = False,
+    prune: PruneSettings | None = None,
+    finetune_data: str | os.PathLike[str] | None = None,
 ) -> ConversionReport:
     """Convert a trained model into one bundle per target.
 
     Every conversion is checked against its source (`min_agreement`, `min_cosine`, and with labelled
     `eval_data` the `max_accuracy_drop` in percentage points); a bundle that would miss them is refused
     with FidelityError/CheckFailed (exit 4) before anything is written, unless `allow_degraded`.
-    `quantization="auto"` picks, per target, the fastest mode that passes, measured on this machine."""
+    `quantization="auto"` picks, per target, the fastest mode that passes, measured on this machine.
+    `prune` prunes the Keras model before conversion (fine-tuned on `finetune_data` when given); the
+    checks then compare each conversion with the pruned model, and `report.pruning` sets the pruned
+    conversions beside the unpruned ones."""
     out_dir = Path(out)
+    pruning_wanted = prune is not None and prune.active
+    if prune is not None:
+        prune.check()
+    if finetune_data is not None and not pruning_wanted:
+        raise UsageError("--finetune-data fine-tunes a pruned model: add --prune or --prune-channels")
     thresholds = Thresholds(min_agreement, min_cosine, max_accuracy_drop)
     chosen_targets = resolve_targets(targets, targets_dir)
     auto = quantization == AUTO
@@ -330,6 +343,11 @@ def convert(
     evaluation = None
     if eval_data is not None:
         evaluation = load_eval_data(eval_data, float_input, preprocess, label_list, eval_size)
+    unpruned, pruning = source, None
+    if pruning_wanted:
+        source, pruning = prune_source(
+            source, prune, float_input, preprocess, label_list, finetune_data, evaluation, progress, verbose
+        )
     checks = verification_set(source, float_input, preprocess, samples, evaluation, classes)
     if thresholds.max_accuracy_drop is not None and checks.labels is None:
         raise UsageError(
@@ -340,6 +358,7 @@ def convert(
         thresholds = replace(thresholds, max_accuracy_drop=AUTO_MAX_ACCURACY_DROP)
 
     steps = len(modes) + len(chosen_targets) + (2 if wants_mixed or explain else 0) + (1 if auto else 0)
+    steps += 1 if pruning is not None else 0
     done = 0
 
     def tick(label: str) -> None:
@@ -400,13 +419,19 @@ def convert(
         )
         tick("timed every mode")
     refuse_failing(chosen_targets, plan, conversions, candidates, allow_degraded)
+    if pruning is not None:
+        bundled = sorted(set(plan.values()), key=QUANT_MODES.index)
+        threads = {plan[t.name]: machine_threads(t) for t in reversed(chosen_targets)}
+        pruned_models = {mode: conversions[mode].content for mode in bundled}
+        pruning = compare_with_unpruned(pruning, unpruned, pruned_models, samples, evaluation, threads, verbose)
+        tick("measured pruned vs unpruned")
 
     float32_bytes = len(conversions["float32"].content) if "float32" in conversions else None
     results = []
     for target in chosen_targets:
         mode = plan[target.name]
         conversion = conversions[mode]
-        manifest_source = {**source.to_dict()}
+        manifest_source = {**source.to_dict(), **({"pruning": pruning.summary()} if pruning else {})}
         path = out_dir / f"{bundle_name}-{target.name}"
         write_bundle(
             path, bundle_name, target, conversion, preprocess, label_list, is_classifier, manifest_source, force
@@ -447,6 +472,7 @@ def convert(
         explain=explained,
         keep_float=mixed,
         notes=conversion_notes(source, checks, results, candidates),
+        pruning=pruning,
     )
 
 

@@ -270,6 +270,7 @@ class PruneSettings:
     include: tuple[str, ...] = ()
     block: int | None = None  # None: FINETUNED_BLOCK with fine-tuning data, single weights without
     norm: str = "l1"
+    multiple: int = 8  # channel counts rounded to multiples of this (prune_channels.DEFAULT_MULTIPLE)
     epochs: int = DEFAULT_EPOCHS
     learning_rate: float = DEFAULT_LEARNING_RATE
 
@@ -286,6 +287,8 @@ class PruneSettings:
             )
         if self.block is not None and self.block < 1:
             raise InputError(f"--prune-block must be at least 1, got {self.block}")
+        if self.multiple < 1:
+            raise InputError(f"--prune-channels-multiple must be at least 1, got {self.multiple}")
         if self.norm not in NORMS:
             raise InputError(f"--prune-norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.epochs < 1:
@@ -308,6 +311,7 @@ class PruneSettings:
             "include": list(self.include),
             "block": self.block,
             "norm": self.norm,
+            "multiple": self.multiple,
             "epochs": self.epochs,
             "learning_rate": self.learning_rate,
         }
@@ -442,7 +446,7 @@ def prune_model(
         accuracy["unpruned"] = top1_accuracy(keras_predictor(model), evaluation)
     channels = None
     if settings.channels is not None:
-        model, channels = prune_channels(model, settings.channels, settings.norm, settings.skip)
+        model, channels = prune_channels(model, settings.channels, settings.norm, settings.skip, settings.multiple)
     else:
         model = copy_model(model)
     plan = plan_magnitude(model, settings.skip, settings.include) if settings.sparsity is not None else []
@@ -480,6 +484,15 @@ def prune_model(
     return model, report
 
 
+def labelled(evaluation: Any) -> LabelledData | None:
+    """`--eval-data` as loaded by the pipeline → labelled data, or None when it has no labels."""
+    if evaluation is None or getattr(evaluation, "y", None) is None:
+        return None
+    if isinstance(evaluation, LabelledData):
+        return evaluation
+    return LabelledData(evaluation.x, evaluation.y, str(getattr(evaluation, "path", "--eval-data")))
+
+
 def prune_source(
     source: SourceModel,
     settings: PruneSettings,
@@ -487,15 +500,17 @@ def prune_source(
     preprocess: Preprocess | None,
     labels: Sequence[str] | None = None,
     finetune_data: str | os.PathLike[str] | None = None,
-    eval_data: LabelledData | None = None,
+    evaluation: Any = None,
     progress: Progress | None = None,
     verbose: bool = False,
 ) -> tuple[SourceModel, PruningReport]:
     """The pruning step of `convert`: a loaded source model → a pruned one, ready to convert."""
-    if source.kind != "keras":
-        raise InputError(f"{source.path}: pruning rewrites Keras models; give the .keras file, not a {source.kind}")
+    if source.kind not in ("keras", "h5"):
+        raise InputError(
+            f"{source.path}: pruning rewrites Keras models; give the .keras (or .h5) file, not a {source.kind}"
+        )
     train = load_labelled(finetune_data, float_input, preprocess, labels) if finetune_data is not None else None
-    model, report = prune_model(source.keras_model, settings, train, eval_data, progress, verbose)
+    model, report = prune_model(source.keras_model, settings, train, labelled(evaluation), progress, verbose)
     pruned = dataclasses.replace(source, keras_model=model, predict_fn=keras_predictor(model))
     return pruned, report
 
@@ -589,16 +604,16 @@ def compare_with_unpruned(
     unpruned: SourceModel,
     pruned_models: dict[str, bytes],
     calibration: np.ndarray | None,
-    evaluation: LabelledData | None,
+    evaluation: Any,
     threads: dict[str, int],
     verbose: bool = False,
 ) -> PruningReport:
     """Convert the unpruned model with the same settings for each mode and measure both."""
-    from edgekit.conversion.quantize import convert_saved_model, saved_model_dir
+    from edgekit.conversion.quantize import CALIBRATED_MODES, convert_saved_model, saved_model_dir
 
     comparisons = []
     with saved_model_dir(unpruned, verbose) as export_dir:
         for mode, content in pruned_models.items():
-            baseline = convert_saved_model(export_dir, mode, calibration if mode == "int8" else None, verbose)
-            comparisons.append(compare_converted(mode, baseline, content, evaluation, threads.get(mode, 1)))
+            baseline = convert_saved_model(export_dir, mode, calibration if mode in CALIBRATED_MODES else None, verbose)
+            comparisons.append(compare_converted(mode, baseline, content, labelled(evaluation), threads.get(mode, 1)))
     return dataclasses.replace(report, comparisons=tuple(comparisons))
