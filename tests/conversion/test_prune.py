@@ -292,3 +292,101 @@ def test_loss_follows_outputs_and_labels():
     assert choose_loss(keras, logits, np.zeros((4, 3), np.float32) + 0.2, "d")[1] == "mean_squared_error"
     with pytest.raises(InputError, match="the model has 3 classes"):
         choose_loss(keras, probabilities, np.array([0, 1, 5, 1]), "d")
+
+
+@pytest.fixture(scope="session")
+def model_files(trained, digits16, tmp_path_factory) -> dict:
+    """The trained model as a .keras file with calibration, training and evaluation .npz files."""
+    folder = tmp_path_factory.mktemp("prune-cli")
+    trained.save(folder / "digits16.keras")
+    train, evaluation = digits16["train"], digits16["eval"]
+    np.savez(folder / "calibration.npz", x=train.x[:100])
+    np.savez(folder / "train.npz", x=train.x, y=train.y)
+    np.savez(folder / "eval.npz", x=evaluation.x, y=evaluation.y)
+    return {name: folder / name for name in ("digits16.keras", "calibration.npz", "train.npz", "eval.npz")} | {
+        "dir": folder
+    }
+
+
+def convert_args(files: dict, out) -> list[str]:
+    return [
+        "convert",
+        files["digits16.keras"],
+        "-t",
+        "x86_64",
+        "-q",
+        "int8",
+        "--calibration",
+        files["calibration.npz"],
+        "--out",
+        out,
+    ]
+
+
+def test_cli_prune_with_fine_tuning_reports_json(model_files, tmp_path):
+    from tests.conftest import cli_json
+
+    code, report = cli_json(
+        *convert_args(model_files, tmp_path),
+        "--prune",
+        "0.5",
+        "--prune-skip",
+        "c3",
+        "--finetune-data",
+        model_files["train.npz"],
+        "--finetune-epochs",
+        "1",
+        "--eval-data",
+        model_files["eval.npz"],
+        "--archive",
+    )
+    assert code == 0
+    pruning = report["pruning"]
+    assert pruning["method"] == "fine-tuned" and pruning["fine_tuning"]["epochs"] == 1
+    assert pruning["settings"]["sparsity"] == 0.5 and pruning["settings"]["skip"] == ["c3"]
+    layers = {layer["name"]: layer for layer in pruning["magnitude"]["layers"]}
+    assert layers["c2"]["sparsity"] == pytest.approx(0.5, abs=0.01) and layers["c2"]["skipped"] is None
+    assert layers["c3"]["skipped"] == "--prune-skip" and layers["c3"]["sparsity"] < 0.05
+    assert set(pruning["float_accuracy"]) == {"unpruned", "one_shot", "fine_tuned"}
+    (comparison,) = pruning["comparisons"]
+    assert comparison["mode"] == "int8" and comparison["threads"] >= 1
+    assert comparison["pruned"]["weight_sparsity"] > 0.3 > comparison["unpruned"]["weight_sparsity"]
+    assert comparison["pruned"]["gzip_bytes"] < comparison["unpruned"]["gzip_bytes"]
+    assert comparison["pruned"]["macs"] == comparison["unpruned"]["macs"]  # zeros are not fewer MACs
+    assert comparison["unpruned"]["accuracy"] > 0.8 and comparison["pruned"]["accuracy"] > 0.7
+    assert comparison["unpruned"]["p50_ms"] > 0 and comparison["pruned"]["p50_ms"] > 0
+    (bundle,) = report["bundles"]
+    assert bundle["archive_bytes"] > 0
+    manifest = (tmp_path / "digits16-x86_64" / "edgekit.json").read_text()
+    assert '"pruning"' in manifest and '"fine-tuned"' in manifest
+
+
+def test_cli_channel_pruning_prints_both_models_side_by_side(model_files, tmp_path):
+    from tests.conftest import edgekit_cli
+
+    result = edgekit_cli(*convert_args(model_files, tmp_path), "--prune-channels", "0.3", "--prune-norm", "l2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "channel pruning 30% by l2 norm, one-shot" in out
+    assert "int8: unpruned vs pruned" in out and "MACs" in out and "p50 ms" in out
+    assert "one-shot pruning (no --finetune-data)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--prune", "1.5"], 1, "--prune takes a share of weights to zero, between 0 and 1"),
+        (["--prune-channels", "0"], 1, "--prune-channels takes a share of filters"),
+        (["--finetune-data", "x.npz"], 2, "--finetune-data fine-tunes a pruned model"),
+        (["--prune-skip", "c2"], 2, "--prune-skip needs --prune or --prune-channels"),
+        (["--prune", "0.5", "--finetune-epochs", "2"], 2, "need --finetune-data"),
+    ],
+)
+def test_cli_refuses_bad_pruning_options_in_one_line(model_files, tmp_path, args, code, message):
+    from tests.conftest import edgekit_cli
+
+    result = edgekit_cli(*convert_args(model_files, tmp_path), *args)
+    assert result.returncode == code
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
