@@ -164,11 +164,13 @@ class QuantizationDebug:
         self._tf = tf
         self._verbose = verbose
         converter = make_converter(export_dir, "int8", calibration)
-        self.debugger = run_converter(
-            lambda: tf.lite.experimental.QuantizationDebugger(converter=converter),
-            "int8 (quantization debugger)",
-            verbose,
-        )
+
+        def build() -> Any:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # it builds a tf.lite.Interpreter, which warns it is deprecated
+                return tf.lite.experimental.QuantizationDebugger(converter=converter)
+
+        self.debugger = run_converter(build, "int8 (quantization debugger)", verbose)
         self._layer_names = keras_layer_names(keras_model)
         self._errors: list[LayerError] | None = None
 
@@ -185,8 +187,10 @@ class QuantizationDebug:
         )
 
         def build() -> bytes:
-            self.debugger.options = options
-            return bytes(self.debugger.get_nondebug_quantized_model())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.debugger.options = options  # rebuilds the debug model and its (deprecated) interpreter
+                return bytes(self.debugger.get_nondebug_quantized_model())
 
         return run_converter(build, "int8 with float layers", self._verbose)
 
