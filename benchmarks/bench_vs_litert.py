@@ -6,6 +6,8 @@ command line takes (`--model M.tflite --num_threads T --num_runs N --warmup_runs
 `--graph` flag, unlike the C++ benchmark_model). It prints its figures rounded to 0.01 ms, which is
 coarser than a 25 µs model, so its unrounded per-run timings are read where it computes its
 percentiles. Rounds alternate which tool goes first; the figure is the median of per-round ratios.
+A call-by-call probe (1 thread) then times the interpreter's invoke() and the tool's
+CompiledModel.run_by_name() alternately, to show what each timed call costs beyond the kernels.
 
 Usage: python benchmarks/bench_vs_litert.py [--rounds N]
 """
@@ -28,6 +30,7 @@ from workloads import Results, alternate, bundle, ms, paired_ratio, quiet_fds, r
 GOAL = 1.05
 CASES = (("digits-int8", 2000), ("mobilenet_v2-int8", 40), ("mobilenet_v2-float32", 20))
 THREADS = (1, 2)
+PROBE_CALLS = {"digits-int8": 5000}  # on MobileNet a few µs drown in run-to-run noise
 WARMUP = 10
 
 
@@ -76,6 +79,50 @@ class ReferenceTool:
         return float(np.median(timings)), min(timings), report["latency"]["median_ms"], report["fully_accelerated"]
 
 
+def per_call_probe(reference: ReferenceTool, model_path: str, iterations: int) -> dict[str, float]:
+    """The two timed calls side by side, alternating call by call on one thread: the interpreter's
+    `invoke()` (what edgekit times) and the tool's `CompiledModel.run_by_name()` set up by the tool's
+    own functions. Their difference is what each call costs on top of the same kernels."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    tool = reference.tool
+    args = reference.arguments(model_path, 1, iterations, WARMUP)
+    compiled_model, accelerator, environment, environment_options, options, cpu_options = tool._import_litert()
+    model = compiled_model.from_file(
+        model_path,
+        environment=tool.create_environment(args, environment, environment_options),
+        options=tool.create_model_options(
+            args, options, cpu_options, tool.build_hardware_accelerators(args, accelerator)
+        ),
+    )
+    signature = list(model.get_signature_list())[0]
+    input_details = model.get_input_tensor_details(signature)
+    inputs = {name: model.create_input_buffer_by_name(signature, name) for name in input_details}
+    outputs = {
+        name: model.create_output_buffer_by_name(signature, name) for name in model.get_output_tensor_details(signature)
+    }
+    for name, buffer in inputs.items():
+        tool.fill_random_input(buffer, input_details[name])
+    interpreter = Interpreter(model_path=model_path, num_threads=1)
+    interpreter.allocate_tensors()
+    for _ in range(WARMUP):
+        interpreter.invoke()
+        model.run_by_name(signature, inputs, outputs)
+    invoke_ns, run_ns = np.empty(iterations), np.empty(iterations)
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        start = clock()
+        interpreter.invoke()
+        invoke_ns[i] = clock() - start
+        start = clock()
+        model.run_by_name(signature, inputs, outputs)
+        run_ns[i] = clock() - start
+    invoke_us, run_us = float(np.median(invoke_ns)) / 1e3, float(np.median(run_ns)) / 1e3
+    return {"invoke_p50_us": invoke_us, "run_by_name_p50_us": run_us, "difference_us": run_us - invoke_us}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -104,6 +151,15 @@ def main(argv: list[str] | None = None) -> int:
                             their_floor.append(floor)
                             printed.append(shown)
             ratio = paired_ratio(ours, theirs)
+            probe = None
+            if threads == 1 and workload in PROBE_CALLS:
+                with quiet_fds():
+                    probe = per_call_probe(reference, model_path, PROBE_CALLS[workload])
+                results.notes.append(
+                    f"{workload}, 1 thread, call by call: interpreter invoke() p50 {probe['invoke_p50_us']:.1f} µs, "
+                    f"litert-benchmark's run_by_name() p50 {probe['run_by_name_p50_us']:.1f} µs "
+                    f"(difference {probe['difference_us']:+.1f} µs per call)"
+                )
             goal_met = 1 / GOAL <= ratio["median"] <= GOAL
             results.add(
                 row(
@@ -129,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                     tool_printed_median_ms=printed,
                     edgekit_delegate_applied=report.rows[0].delegate_applied,
                     tool_fully_accelerated=fully_accelerated,
+                    per_call_probe=probe,
                 )
             )
     results.write()

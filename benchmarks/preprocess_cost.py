@@ -6,8 +6,8 @@ PNG: decode and downscale dominate). Timed, alternating per round, in one proces
   edgekit     Session.prepare(): what `edgekit run` does per input (decode with JPEG draft mode,
               EXIF orientation, colour, one resize, uint8 → float32 normalize, quantize)
   no-draft    the same steps without Pillow's JPEG draft mode (full-size decode)
-  naive       a common hand-written version: full decode, resize, normalize in float64
-              (`(np.asarray(img) - 127.5) / 127.5`), quantize, cast
+  naive       a common hand-written version: full decode, unconditional .convert("RGB"), resize,
+              normalize in float64 (`(np.asarray(img) - 127.5) / 127.5`), quantize, cast
 Each figure is the median over rounds of the per-round median; the MobileNetV2 int8 invoke p50
 (`edgekit bench`, 1 thread, same run) puts them in proportion.
 
@@ -66,7 +66,9 @@ def without_draft(spec, tensor) -> Callable[[Path], np.ndarray]:
 
     def prepare(path: Path) -> np.ndarray:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert(spec.color)
+            image = ImageOps.exif_transpose(image)
+            if image.mode != spec.color:  # as edgekit: no conversion (a full copy) when already right
+                image = image.convert(spec.color)
             pixels = np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.uint8)
         return quantize(normalize(pixels, spec)[None], tensor)
 
@@ -104,6 +106,8 @@ def step_costs(path: Path, calls: int) -> dict[str, float]:
         "draft_size": list(drafted.size),
         "resize_from_full_ms": median_ms(lambda _: full.resize((224, 224), Image.BILINEAR), path, calls),
         "resize_from_draft_ms": median_ms(lambda _: drafted.resize((224, 224), Image.BILINEAR), path, calls),
+        # What an unconditional .convert("RGB") costs when the image is RGB already (a full copy).
+        "convert_same_mode_ms": median_ms(lambda _: full.convert(full.mode), path, calls),
     }
 
 

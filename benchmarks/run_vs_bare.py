@@ -2,8 +2,10 @@
 
 Same process, same model, same thread count, same input tensor (what `edgekit run` uses without
 inputs: zeros in the input's dtype), same warm-up and repeat count. Each round runs both sides back
-to back with a fresh interpreter each, alternating which goes first; the figure is the median of
-the per-round ratios, so load from other processes and clock drift hit both sides alike.
+to back with a fresh interpreter each, rotating which goes first; the figure is the median of the
+per-round ratios, so load from other processes and clock drift hit both sides alike. A second bare
+loop in every round (bare/bare, an A/A control) shows how far two identical measurements drift
+apart on this machine: the error bar of the ratio.
 
 Usage: python benchmarks/run_vs_bare.py [--rounds N]
 """
@@ -19,9 +21,10 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from workloads import Results, alternate, bundle, ms, paired_ratio, quiet_fds, row  # noqa: E402
+from workloads import Results, bundle, ms, paired_ratio, quiet_fds, row  # noqa: E402
 
 GOAL = 1.03
+SIDES = ("edgekit", "bare", "bare again")
 # (workload, timed invokes per side per round): about the same wall time per round for each model
 CASES = (("digits-int8", 2000), ("mobilenet_v2-int8", 40), ("mobilenet_v2-float32", 20))
 THREADS = (1, 2)
@@ -56,7 +59,7 @@ def run_input(bundle_path) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
     from edgekit.runtime.session import run
 
@@ -64,20 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     for workload, repeat in CASES:
         path = bundle(workload)
         model_path = str(path / "model.tflite")
-        tensor = run_input(path)
+        with quiet_fds():
+            tensor = run_input(path)
         for threads in THREADS:
-            edgekit_p50, bare_p50 = [], []
+            p50 = {side: [] for side in SIDES}
+            floor = {side: [] for side in SIDES}
             with quiet_fds():
-                for _, edgekit_first in alternate(args.rounds):
-                    for side in ("edgekit", "bare") if edgekit_first else ("bare", "edgekit"):
+                for index in range(args.rounds):
+                    for side in SIDES[index % 3 :] + SIDES[: index % 3]:  # rotate who goes first
                         if side == "edgekit":
                             report = run(path, threads=threads, warmup=WARMUP, repeat=repeat)
-                            edgekit_p50.append(report.latency_ms.p50)
+                            p50[side].append(report.latency_ms.p50)
+                            floor[side].append(report.latency_ms.min)
                         else:
-                            bare_p50.append(
-                                float(np.median(bare_loop(model_path, threads, tensor, WARMUP, repeat))) / 1e6
-                            )
+                            timings = bare_loop(model_path, threads, tensor, WARMUP, repeat) / 1e6
+                            p50[side].append(float(np.median(timings)))
+                            floor[side].append(float(timings.min()))
+            edgekit_p50, bare_p50 = p50["edgekit"], p50["bare"]
             ratio = paired_ratio(edgekit_p50, bare_p50)
+            # The same bare loop against itself: how far two identical measurements drift apart here.
+            control = paired_ratio(p50["bare again"], bare_p50)
             results.add(
                 row(
                     "1",
@@ -85,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
                     workload,
                     threads,
                     ms(float(np.median(edgekit_p50))),
-                    ms(float(np.median(bare_p50))),
+                    f"{ms(float(np.median(bare_p50)))}; bare/bare {control['median']:.3f} "
+                    f"({control['p25']:.3f}–{control['p75']:.3f})",
                     ratio["median"],
                     f"≤ {GOAL}",
                     ratio["median"] <= GOAL,
                     ratio_p25=ratio["p25"],
                     ratio_p75=ratio["p75"],
+                    control_bare_over_bare=control,
+                    floor_ratio=min(floor["edgekit"]) / min(floor["bare"]),
+                    bare_again_p50_ms=p50["bare again"],
                     rounds=args.rounds,
                     repeat=repeat,
                     warmup=WARMUP,
