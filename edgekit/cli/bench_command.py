@@ -1,11 +1,12 @@
 """`edgekit bench`: bundles or .tflite models side by side over a sweep of thread counts."""
 
+import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from edgekit.cli.output import StepProgress, fail, human_bytes, print_json, reports_errors
+from edgekit.cli.output import fail, human_bytes, print_json, reports_errors
 
 
 def parse_threads(values: Optional[List[str]]) -> Optional[List[int]]:
@@ -20,6 +21,45 @@ def parse_threads(values: Optional[List[str]]) -> Optional[List[int]]:
                 raise typer.BadParameter(f"{part!r} is not a thread count (1 or more)", param_hint="--threads")
             counts.append(int(part))
     return counts
+
+
+class RowProgress:
+    """A progress bar redrawn only between rows, on a terminal and never under --json.
+
+    The shared StepProgress redraws from a background thread ten times a second; here that thread
+    would run Python (and take a core) while invokes are being timed, so this bar redraws only
+    when a row starts.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stdout.isatty()
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "RowProgress":
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} rows"),
+                TimeElapsedColumn(),
+                transient=True,
+                auto_refresh=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("bench", total=None)
+        return self
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"bench: {label}", completed=done, total=total)
+            self._progress.refresh()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
 
 
 def check_output_path(path: Optional[Path], option: str) -> None:
@@ -72,7 +112,7 @@ def bench(
     check_output_path(plot_path, "--plot")
     if plot_path is not None:
         require_matplotlib()
-    with StepProgress(not as_json, "bench") as progress:
+    with RowProgress(not as_json) as progress:
         report = run_bench(
             models,
             threads=counts,
