@@ -324,6 +324,8 @@ def render_pruning(pruning) -> None:
         out.print(
             table(title, ["conv", "filters", "kept", "tied with", "kept all because"], rows, right=("filters", "kept"))
         )
+        if channels.compensated:
+            out.print(f"removed channels' mean activations moved into: {', '.join(channels.compensated)}")
     if pruning.fine_tuning is not None:
         tuning = pruning.fine_tuning
         out.print(

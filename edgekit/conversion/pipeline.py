@@ -346,7 +346,7 @@ def convert(
     unpruned, pruning = source, None
     if pruning_wanted:
         source, pruning = prune_source(
-            source, prune, float_input, preprocess, label_list, finetune_data, evaluation, progress, verbose
+            source, prune, float_input, preprocess, label_list, finetune_data, evaluation, progress, verbose, samples
         )
     checks = verification_set(source, float_input, preprocess, samples, evaluation, classes)
     if thresholds.max_accuracy_drop is not None and checks.labels is None:

@@ -69,7 +69,7 @@ def trained() -> dict:
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x[:1400], y[:1400], epochs=8, batch_size=32, verbose=0)
-    return {"model": model, "x": x[1400:], "y": y[1400:]}
+    return {"model": model, "x": x[1400:], "y": y[1400:], "calibration": x[:200]}
 
 
 @pytest.fixture(scope="session")
@@ -130,16 +130,32 @@ def test_removing_dead_filters_changes_nothing(batch):
 
 
 def test_tiny_ratio_gives_close_predictions(trained):
-    """Removing the weakest few filters of a trained model barely moves its answers."""
+    """Removing the weakest few filters of a trained model (with calibration samples, as `convert`
+    always has) barely moves its answers."""
     from edgekit.conversion.prune_channels import prune_channels
 
     model, x = trained["model"], trained["x"]
-    pruned, report = prune_channels(model, 0.04, multiple=1)
+    pruned, report = prune_channels(model, 0.04, multiple=1, samples=trained["calibration"])
     assert [layer.filters - layer.kept for layer in report.layers] == [1, 1, 3]
     before, after = np.asarray(model(x)), np.asarray(pruned(x))
     assert (before.argmax(axis=1) == trained["y"]).mean() > 0.9
     assert (before.argmax(axis=1) == after.argmax(axis=1)).mean() >= 0.95
     assert np.abs(before - after).mean() < 0.02
+
+
+def test_calibration_samples_keep_each_layer_mean_output(trained):
+    """With samples, what removed channels added on average moves into the readers' biases (or their
+    batch norm's mean): pruned outputs stay closer to the original ones."""
+    from edgekit.conversion.prune_channels import prune_channels
+
+    model, x = trained["model"], trained["x"]
+    plain, _ = prune_channels(model, 0.3, multiple=1)
+    kept, report = prune_channels(model, 0.3, multiple=1, samples=trained["calibration"])
+    assert report.compensated == ("c2", "c3", "probs")
+    before = np.asarray(model(x))
+    error_plain = np.abs(np.asarray(plain(x)) - before).mean()
+    error_kept = np.abs(np.asarray(kept(x)) - before).mean()
+    assert error_kept < 0.8 * error_plain
 
 
 def test_l1_and_l2_rank_filters_by_their_norm():
