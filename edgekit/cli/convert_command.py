@@ -70,7 +70,7 @@ def convert(
         "--eval-data",
         help="Verification data instead of the calibration inputs: a folder with one subfolder of images per class, or a .npz with x and y. With labels, top-1 accuracy of the source and of every converted mode is measured.",
     ),
-    eval_size: int = typer.Option(1000, "--eval-size", min=1, help="How many evaluation samples to use."),
+    eval_size: int = typer.Option(500, "--eval-size", min=1, help="How many evaluation samples to use."),
     max_accuracy_drop: Optional[float] = typer.Option(
         None,
         "--max-accuracy-drop",
@@ -294,6 +294,10 @@ def render_checks(report) -> None:
             out.print("int8 passes the checks as it is: nothing kept in float")
     if report.explain is not None:
         out.print(layer_table(report.explain.layers, 10, "int8 error per layer, worst first (edgekit debug has more)"))
+        if report.keep_float is None and report.explain.int8 is not None:
+            out.print(mixed_line("int8", report.explain.int8))
+        if report.explain.suspects:
+            out.print(f"suspect layers (channel error >= 0.2): {', '.join(report.explain.suspects)}")
     for b in report.bundles:
         if b.degraded:
             out.print(f"DEGRADED {b.target} ({b.mode}): {'; '.join(b.problems)}")

@@ -24,7 +24,7 @@ def debug(
         "--eval-data",
         help="Check the int8 model on these inputs instead of the calibration data: a folder per class or a .npz with x and y (labels give accuracy).",
     ),
-    eval_size: int = typer.Option(1000, "--eval-size", min=1, help="How many evaluation samples to use."),
+    eval_size: int = typer.Option(500, "--eval-size", min=1, help="How many evaluation samples to use."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels, one per line (maps class folders)."),
     max_accuracy_drop: Optional[float] = typer.Option(
         None, "--max-accuracy-drop", help="Accuracy the int8 model may lose, in percentage points (needs labels)."

@@ -322,6 +322,13 @@ class _ChannelStats:
         return float(np.minimum(ratio, 1.0).mean())
 
 
+def debug_samples(x: np.ndarray) -> np.ndarray:
+    """At most DEBUG_SAMPLES inputs spread over the verification set (which may be sorted by class)."""
+    from edgekit.conversion.calibration import evenly_spaced
+
+    return x[evenly_spaced(len(x), DEBUG_SAMPLES)]
+
+
 def verified_tensor_name(verify_output: str) -> str:
     """The name `denylisted_nodes` takes for the op a NumericVerify output checks: its output tensor name
     is `NumericVerify/<tensor>:<index>`, and the debug model appends one digit to `<tensor>` (the same
@@ -443,7 +450,7 @@ def debug(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     eval_data: str | os.PathLike[str] | None = None,
-    eval_size: int = 1000,
+    eval_size: int = 500,
     labels: str | os.PathLike[str] | None = None,
     thresholds: Thresholds | None = None,
     search: bool = True,
@@ -478,7 +485,7 @@ def debug(
         session = QuantizationDebug(export_dir, samples, source.keras_model, verbose)
     if progress:
         progress("calibrated")
-    layers = session.layer_errors(checks.x[:DEBUG_SAMPLES])
+    layers = session.layer_errors(debug_samples(checks.x))
     if progress:
         progress("measured layer errors")
 

@@ -32,7 +32,7 @@ from edgekit.bundle import (
 )
 from edgekit.conversion.accuracy import DEFAULT_EVAL_SIZE, Accuracy, load_eval_data
 from edgekit.conversion.calibration import DEFAULT_CALIBRATION_SIZE, load_samples
-from edgekit.conversion.debug import DEBUG_SAMPLES, DebugReport, KeepFloatResult, MixedModel, QuantizationDebug
+from edgekit.conversion.debug import DebugReport, KeepFloatResult, MixedModel, QuantizationDebug, debug_samples
 from edgekit.conversion.load import SourceModel, load_model
 from edgekit.conversion.prune import PruneSettings, PruningReport, compare_with_unpruned, prune_source
 from edgekit.conversion.quantize import (
@@ -395,11 +395,17 @@ def convert(
     explained = None
     mixed = None
     if debug_session is not None:
-        layers = debug_session.layer_errors(checks.x[:DEBUG_SAMPLES])
+        layers = debug_session.layer_errors(debug_samples(checks.x))
         tick("measured layer errors")
         if explain:
+            plain = conversions["int8"]
             explained = DebugReport(
-                str(model), min(len(checks.x), DEBUG_SAMPLES), tuple(layers), None, None, checks.to_dict(), thresholds
+                str(model),
+                len(debug_samples(checks.x)),
+                tuple(layers),
+                MixedModel((), plain.content, plain.verdict),
+                verification=checks.to_dict(),
+                thresholds=thresholds,
             )
         if wants_mixed:
             mixed = keep_layers_float(

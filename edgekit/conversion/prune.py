@@ -32,6 +32,7 @@ from edgekit.conversion.finetune import (
     top1_accuracy,
 )
 from edgekit.conversion.load import SourceModel
+from edgekit.conversion.prune_channels import DEFAULT_MULTIPLE, ChannelPruning, prune_channels
 from edgekit.conversion.quiet import import_keras
 from edgekit.errors import InputError, UsageError
 
@@ -271,7 +272,7 @@ class PruneSettings:
     include: tuple[str, ...] = ()
     block: int | None = None  # None: FINETUNED_BLOCK with fine-tuning data, single weights without
     norm: str = "l1"
-    multiple: int = 8  # channel counts rounded to multiples of this (prune_channels.DEFAULT_MULTIPLE)
+    multiple: int = DEFAULT_MULTIPLE  # channel counts rounded to multiples of this
     epochs: int = DEFAULT_EPOCHS
     learning_rate: float = DEFAULT_LEARNING_RATE
 
@@ -380,7 +381,7 @@ class PruningReport:
 
     settings: PruneSettings
     magnitude: MagnitudePruning | None
-    channels: Any  # ChannelPruning | None (prune_channels.py)
+    channels: ChannelPruning | None
     fine_tuning: FineTuning | None
     float_accuracy: dict[str, float] | None = None
     comparisons: tuple[PrunedVsUnpruned, ...] = ()
@@ -441,8 +442,6 @@ def prune_model(
     """Prune a Keras model: channels first (a narrower model), then magnitude; fine-tune when
     `train` is given, else one-shot. The input model is left untouched. `samples` (model inputs, the
     calibration data in `convert`) let channel pruning keep each layer's mean output."""
-    from edgekit.conversion.prune_channels import prune_channels
-
     settings.check()
     accuracy: dict[str, float] = {}
     if evaluation is not None:

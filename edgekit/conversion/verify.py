@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.conversion.accuracy import Accuracy, EvalData, top1_accuracy
+from edgekit.conversion.calibration import evenly_spaced
 from edgekit.conversion.quiet import quiet_native_output
 from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.runtime.inspect_model import tensor_spec
@@ -247,7 +248,7 @@ def verification_set(
                 f"{evaluation.path}: label {int(labels.max())} is out of range for a model with {classes} outputs"
             )
     elif calibration is not None:
-        x, labels, origin = calibration[:CHECK_SAMPLES], None, "calibration"
+        x, labels, origin = calibration[evenly_spaced(len(calibration), CHECK_SAMPLES)], None, "calibration"
     else:
         from edgekit.conversion.pipeline import synthetic_samples
 
