@@ -26,7 +26,7 @@ $(DIGITS)/digits.keras: samples/digits/train.py $(STAMP)
 
 demo: install sample
 	$(EDGEKIT) convert $(DIGITS)/digits.keras --calibration $(DIGITS)/calibration.npz \
-		--labels samples/digits/labels.txt --out $(BUNDLES) --archive --force
+		--eval-data $(DIGITS)/eval.npz --labels samples/digits/labels.txt --out $(BUNDLES) --archive --force
 	$(EDGEKIT) run $(BUNDLES)/digits-x86_64 samples/digits/images --top-k 3
 
 # One pytest run for everything, so the session fixtures (trained sample, bundles) are built once.

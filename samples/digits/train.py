@@ -49,7 +49,9 @@ def split(labels: np.ndarray, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]
 
 
 def build_model():
-    import keras
+    from edgekit.conversion.quiet import import_keras
+
+    keras = import_keras()  # quietly: TensorFlow logs to the terminal from C++ at import
 
     inputs = keras.Input((SIZE, SIZE, 1), name="image")
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
@@ -66,7 +68,9 @@ def build_model():
 
 def train(out: Path, epochs: int = 40, quiet: bool = False) -> dict:
     """Train and write the sample; returns the evaluation accuracy and paths."""
-    import keras
+    from edgekit.conversion.quiet import import_keras
+
+    keras = import_keras()  # quietly: TensorFlow logs to the terminal from C++ at import
 
     keras.utils.set_random_seed(SEED)
     images, labels = digit_images()
@@ -77,7 +81,15 @@ def train(out: Path, epochs: int = 40, quiet: bool = False) -> dict:
 
     model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0 if quiet else 2, shuffle=True)
+    # One line every 10 epochs: the demo's reader wants to see progress, not 40 lines of it.
+    progress = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: (
+            (epoch + 1) % 10 == 0
+            and print(f"digits: epoch {epoch + 1}/{epochs}, train accuracy {logs['accuracy']:.4f}", flush=True)
+        )
+    )
+    callbacks = [] if quiet else [progress]
+    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0, shuffle=True, callbacks=callbacks)
     accuracy = float((model.predict(x_eval, verbose=0).argmax(axis=1) == labels[eval_idx]).mean())
 
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,9 @@ def photo_crops(count: int, seed: int = SEED) -> np.ndarray:
 
 
 def build(out: Path, samples: int = 64) -> Path:
-    import keras
+    from edgekit.conversion.quiet import import_keras
+
+    keras = import_keras()  # quietly: TensorFlow logs to the terminal from C++ at import
 
     keras.utils.set_random_seed(SEED)
     model = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), weights=None, classes=1000)

@@ -45,7 +45,9 @@ def digits_sample():
 
 def build(out: Path, epochs: int = 20) -> dict:
     """Train, insert the outlier layer, save; returns float accuracy and paths."""
-    import keras
+    from edgekit.conversion.quiet import import_keras
+
+    keras = import_keras()  # quietly: TensorFlow logs to the terminal from C++ at import
 
     digits = digits_sample()
     keras.utils.set_random_seed(SEED)
