@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from workloads import RESULTS
+from workloads import RESULTS, machine_lines
 
 ORDER = ("run_vs_bare", "bench_vs_litert", "int8_speedup", "cold_start", "convert_overhead", "preprocess_cost")
 
@@ -27,8 +27,6 @@ def ratio_cell(entry: dict) -> str:
 
 
 def render(files: list[dict]) -> str:
-    machine = files[0]["machine"]
-    packages = ", ".join(f"{name} {v}" for name, v in machine["packages"].items() if v)
     lines = [
         "| # | measurement | workload | threads | edgekit | reference | ratio (per-round IQR) | goal | met |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -48,9 +46,7 @@ def render(files: list[dict]) -> str:
     ]
     notes = [f"- {note}" for data in files for note in data.get("notes", [])]
     header = [
-        f"Machine: {machine['cpu']} ({machine['arch']}), {machine['cores']} usable cores, "
-        f"{machine['memory_gb']} GB RAM, Linux {machine['kernel']}, Python {machine['python']}.",
-        f"Versions: {packages}; edgekit at commit {machine['edgekit_commit']}.",
+        *machine_lines(files[0]["machine"]),
         "",
         "Runs (1-minute load average before → after each script):",
         *runs,

@@ -127,6 +127,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_lines(facts: dict[str, Any]) -> list[str]:
+    """The machine and versions as two Markdown lines, for the reports' headers."""
+    packages = ", ".join(f"{name} {v}" for name, v in facts["packages"].items() if v)
+    return [
+        f"Machine: {facts['cpu']} ({facts['arch']}), {facts['cores']} usable cores, "
+        f"{facts['memory_gb']} GB RAM, Linux {facts['kernel']}, Python {facts['python']}.",
+        f"Versions: {packages}; edgekit at commit {facts['edgekit_commit']}.",
+    ]
+
+
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
 

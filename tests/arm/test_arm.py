@@ -30,15 +30,16 @@ LAUNCHERS = {
     ("armv7l", "tflite-runtime"): "python-armv7-tflite-runtime",
 }
 X86_TFLITE_RUNTIME = "python-x86_64-tflite-runtime"
-# (target, mode, runtime on the device). rpi4/rpi5/jetson-orin bundles run under both aarch64 runtimes;
-# every mode a target accepts is loaded by its runtime at least once.
+# (target, mode, runtime on the device): every mode each target's profile accepts, on the runtime the
+# profile names and under its own QEMU CPU; the ai-edge-litert targets' float32 and int8 bundles also
+# under tflite-runtime, the fallback a device without a LiteRT wheel uses.
 DIGITS_CASES = [
-    *[(t, m, "ai-edge-litert") for t in ("rpi4", "rpi5", "jetson-orin") for m in ("float32", "int8")],
-    ("rpi4", "float16", "ai-edge-litert"),
-    ("rpi4", "dynamic", "ai-edge-litert"),
+    *[
+        (t.name, m, t.runtime)
+        for t in map(get_target, ("rpi4", "rpi5", "jetson-orin", "jetson-nano", "rpi-armv7"))
+        for m in t.modes
+    ],
     *[(t, m, "tflite-runtime") for t in ("rpi4", "rpi5", "jetson-orin") for m in ("float32", "int8")],
-    *[("jetson-nano", m, "tflite-runtime") for m in ("float32", "float16", "int8")],
-    *[("rpi-armv7", m, "tflite-runtime") for m in ("float32", "float16", "int8")],
 ]
 MOBILENET_CASES = [
     ("rpi4", "float32", "ai-edge-litert"),
