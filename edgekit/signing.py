@@ -31,13 +31,13 @@ from edgekit.bundle import (
     read_manifest_bytes,
 )
 from edgekit.errors import InputError, IntegrityError
+from edgekit.runtime.interpreter import check_tflite_header
 
 ALGORITHM = "ed25519"
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
 MAX_KEY_FILE_BYTES = 16 << 10
 MAX_SIGNATURE_FILE_BYTES = 4 << 10
-TFLITE_IDENTIFIER = b"TFL3"
 
 
 def _crypto():
@@ -177,8 +177,12 @@ def load_public_key(path: str | os.PathLike[str]) -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of an error, without cryptography's "See https://... for more details"."""
     text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    first = text[0].split(" See http", 1)[0].rstrip(" .")
+    return first[:160] or type(exc).__name__
 
 
 # --- the signature file ----------------------------------------------------------------------
@@ -362,9 +366,7 @@ def verify_bundle(bundle: str | os.PathLike[str], trusted_key: str | os.PathLike
     with open_bundle(bundle, trusted_key=trusted_key) as opened:
         manifest = opened.manifest
         with open(opened.model_path, "rb") as handle:
-            header = handle.read(8)
-        if header[4:8] != TFLITE_IDENTIFIER:
-            raise InputError(f"{opened.origin}/{MODEL_NAME}: not a TFLite model (no TFL3 identifier)")
+            check_tflite_header(handle.read(8), f"{opened.origin}/{MODEL_NAME}")
         signature_path = opened.path / SIGNATURE_NAME
         signed = signature_path.exists()
         kid = SignatureFile.read(signature_path, f"{opened.origin}/{SIGNATURE_NAME}").key_id if signed else None

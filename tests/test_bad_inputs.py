@@ -154,6 +154,7 @@ def w(digits, digits_bundles, tmp_path_factory) -> dict:
     (files / "truncated.tflite").write_bytes(model_bytes[:1000])
     (files / "model.bin").write_bytes(b"\x00" * 64)
     (files / "not_a_model.keras").write_text("this is not a zip\n")
+    (files / "not_a_model.h5").write_text("this is not HDF5\n")
     (files / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 40)
     noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB")
     jpeg = io.BytesIO()
@@ -267,7 +268,9 @@ CASES: dict[str, Case] = {
     "run: bare .tflite instead of a bundle": Case(
         lambda w: ["run", w["good"] / "model.tflite"], 1, lambda w: ["model.tflite", "bare .tflite model"]
     ),
-    "run: zero-byte model.tflite (manifest forged to match)": run_on("zero-model", 1, "model.tflite", "cannot load"),
+    "run: zero-byte model.tflite (manifest forged to match)": run_on(
+        "zero-model", 1, "model.tflite", "too small to be a TFLite model"
+    ),
     "run: truncated model.tflite (manifest forged to match)": run_on(
         "truncated-model-forged", 1, "model.tflite", "cannot load"
     ),
@@ -386,6 +389,9 @@ CASES: dict[str, Case] = {
     "verify: changed model": Case(
         lambda w: ["verify", w["root"] / "changed-model"], 4, lambda w: ["model.tflite", "does not match the manifest"]
     ),
+    "verify: zero-byte model (manifest forged to match)": Case(
+        lambda w: ["verify", w["root"] / "zero-model"], 1, lambda w: ["model.tflite", "too small to be a TFLite model"]
+    ),
     "verify: hostile archive": Case(
         lambda w: ["verify", w["archives"] / "dotdot.tar.gz"], 1, lambda w: ["dotdot.tar.gz", "unsafe path"]
     ),
@@ -426,12 +432,22 @@ CASES: dict[str, Case] = {
     "convert: zero-byte .tflite": Case(
         lambda w: ["convert", w["files"] / "zero.tflite", "-t", "x86_64", "--out", w["root"] / "converted"],
         1,
-        lambda w: [str(w["files"] / "zero.tflite")],
+        lambda w: [str(w["files"] / "zero.tflite"), "too small to be a TFLite model"],
+    ),
+    "convert: random bytes as .tflite": Case(
+        lambda w: ["convert", w["files"] / "random.tflite", "-t", "x86_64", "--out", w["root"] / "converted"],
+        1,
+        lambda w: [str(w["files"] / "random.tflite"), "not a TFLite model (no TFL3 identifier)"],
+    ),
+    "convert: text file as .h5": Case(
+        lambda w: ["convert", w["files"] / "not_a_model.h5", "-t", "x86_64", "--out", w["root"] / "converted"],
+        1,
+        lambda w: [str(w["files"] / "not_a_model.h5"), "not a Keras .h5 file"],
     ),
     "convert: text file as .keras": Case(
         lambda w: ["convert", w["files"] / "not_a_model.keras", "-t", "x86_64", "--out", w["root"] / "converted"],
         1,
-        lambda w: [str(w["files"] / "not_a_model.keras"), "cannot load Keras model"],
+        lambda w: [str(w["files"] / "not_a_model.keras"), "not a Keras .keras file"],
     ),
     "convert: unknown target": Case(
         lambda w: ["convert", w["digits"]["model"], "-t", "nosuch", "--out", w["root"] / "converted"],

@@ -105,11 +105,11 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, digits_bundles):
         edgekit_cli("convert", tmp_path / "model.keras", "-t", "x86_64", "-q", "float32"),
         1,
         "model.keras",
-        "cannot load",
+        "not a Keras .keras file",
     )
     assert_one_line_error(edgekit_cli("run", tmp_path), 1, "no edgekit.json")
     assert_one_line_error(edgekit_cli("run", digits_bundles["bundles"]["int8"], tmp_path / "nope.png"), 1, "nope.png")
     (tmp_path / "empty.tflite").write_bytes(b"")
-    assert_one_line_error(edgekit_cli("inspect", tmp_path / "empty.tflite"), 1, "empty.tflite")
+    assert_one_line_error(edgekit_cli("inspect", tmp_path / "empty.tflite"), 1, "empty.tflite", "too small")
     usage = edgekit_cli("run", digits_bundles["bundles"]["int8"], "--repeat", "0")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr

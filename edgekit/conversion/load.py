@@ -88,7 +88,27 @@ def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceMode
     return _load_tflite(source)
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_keras_container(path: Path, kind: str) -> None:
+    """A .keras file is a zip archive, an .h5 an HDF5 file: say so plainly, instead of Keras's
+    "File not found" for a file that exists but is something else."""
+    import zipfile
+
+    try:
+        if kind == "keras" and not zipfile.is_zipfile(path):
+            raise InputError(f"{path}: not a Keras .keras file (a .keras file is a zip archive)")
+        if kind == "h5":
+            with open(path, "rb") as handle:
+                if handle.read(8) != HDF5_SIGNATURE:
+                    raise InputError(f"{path}: not a Keras .h5 file (no HDF5 signature)")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def _load_keras(path: Path, kind: str, unsafe: bool) -> SourceModel:
+    _check_keras_container(path, kind)
     keras = import_keras()
     try:
         with quiet_native_output():

@@ -15,7 +15,7 @@ from edgekit.conversion.calibration import evenly_spaced
 from edgekit.conversion.quiet import quiet_native_output
 from edgekit.errors import ConversionError, EdgekitError, InputError
 from edgekit.runtime.inspect_model import tensor_spec
-from edgekit.runtime.interpreter import find_runtime
+from edgekit.runtime.interpreter import check_tflite_header, find_runtime
 from edgekit.runtime.preprocess import dequantize, quantize
 
 # A classifier whose top-1 answer changes on more than 1 input in 10 is broken, not "slightly off";
@@ -132,6 +132,7 @@ class TFLiteModel:
     """A `.tflite` model in memory, run with the same interpreter `edgekit run` uses."""
 
     def __init__(self, content: bytes, threads: int = 1, where: str | None = None, mode: str | None = None):
+        check_tflite_header(content[:8], where or "converted model")
         runtime = find_runtime()
         try:
             with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr

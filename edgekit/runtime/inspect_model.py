@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit.bundle import MANIFEST_NAME, TensorSpec, open_bundle
 from edgekit.errors import InputError
-from edgekit.runtime.interpreter import find_runtime
+from edgekit.runtime.interpreter import check_tflite_file, find_runtime
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def plain_interpreter(model_path: Path) -> Any:
 def inspect_tflite(model_path: Path, manifest: dict[str, Any] | None = None) -> ModelInfo:
     if not model_path.is_file():
         raise InputError(f"{model_path}: no such file")
-    if model_path.stat().st_size < 8:
-        raise InputError(f"{model_path}: too small to be a TFLite model")
+    check_tflite_file(model_path)
     interpreter = plain_interpreter(model_path)
     ops = interpreter._get_ops_details()
     details = interpreter.get_tensor_details()

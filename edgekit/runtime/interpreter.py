@@ -80,8 +80,30 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
     raise RuntimeNotFound("no TFLite runtime found: pip install 'edgekit[runtime]' (ai-edge-litert)")
 
 
+TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4-8 of every .tflite
+
+
+def check_tflite_header(head: bytes, where: str) -> None:
+    """Refuse what cannot be a TFLite model before a runtime sees it: the runtimes' own messages for
+    an empty or foreign file ("mmap of size 0 requested", "model_path must be specified") mislead."""
+    if len(head) < 8:
+        raise InputError(f"{where}: too small to be a TFLite model ({len(head)} bytes)")
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise InputError(f"{where}: not a TFLite model (no TFL3 identifier)")
+
+
+def check_tflite_file(path: str | os.PathLike[str]) -> None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    check_tflite_header(head, str(path))
+
+
 def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any:
     """Create and allocate an interpreter; turn the runtime's errors into one-line messages."""
+    check_tflite_file(model_path)
     # The runtimes print "INFO: Created TensorFlow Lite XNNPACK delegate" and their own errors on fd 2;
     # keep the user's terminal clean and put any native message into the one-line error instead.
     with quiet_native_output() as captured:

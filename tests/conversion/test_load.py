@@ -91,8 +91,11 @@ def test_an_existing_tflite_is_never_requantized(digits_bundles, tmp_path):
 
 def test_a_broken_tflite_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"TFL3" + bytes(range(60)))
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(60)))  # a TFLite header, then garbage
     with pytest.raises(InputError, match="bad.tflite: .* cannot load this model"):
+        load_model(bad)
+    bad.write_bytes(b"TFL3" + bytes(range(60)))  # the identifier in the wrong place: not a flatbuffer
+    with pytest.raises(InputError, match=r"bad.tflite: not a TFLite model \(no TFL3 identifier\)"):
         load_model(bad)
 
 
