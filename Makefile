@@ -13,7 +13,8 @@ BUNDLES := bundles
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get update -q && \
+		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[convert,runtime,dev]"
 	touch $(STAMP)
@@ -38,8 +39,11 @@ test-unit: install
 
 # Emulated ARM Pythons under .arm/ (QEMU user mode, Debian's arm64/armhf Python 3.11, the ARM wheels),
 # plus an x86 tflite-runtime reference. Cached: a second run takes seconds.
-arm-env:
-	bash scripts/arm-sysroot.sh
+# The venv's Python runs pip for the ARM wheels (it has pip whatever the host's python3 lacks), and the
+# emulated ai-edge-litert is pinned to the venv's, so ARM and x86 answers come from the same release.
+arm-env: $(STAMP)
+	PYTHON=$(abspath $(PY)) LITERT_VERSION=$$($(PY) -c 'from importlib.metadata import version; print(version("ai-edge-litert"))') \
+		bash scripts/arm-sysroot.sh
 	PYTHON=$(PYTHON) bash scripts/x86-tflite-runtime.sh
 
 test-arm: install arm-env
@@ -58,11 +62,13 @@ mobilenet: $(MOBILENET)/mobilenet_v2.keras
 $(MOBILENET)/mobilenet_v2.keras: samples/mobilenet/build.py $(STAMP)
 	$(PY) samples/mobilenet/build.py --out $(MOBILENET)
 
-$(BENCH)/bundles/digits-%-x86_64/edgekit.json: $(DIGITS)/digits.keras
+EDGEKIT_SOURCES := $(shell find edgekit -name '*.py')
+
+$(BENCH)/bundles/digits-%-x86_64/edgekit.json: $(DIGITS)/digits.keras $(EDGEKIT_SOURCES)
 	$(EDGEKIT) convert $(DIGITS)/digits.keras -t x86_64 -q $* --calibration $(DIGITS)/calibration.npz \
 		--labels samples/digits/labels.txt --name digits-$* --out $(BENCH)/bundles --force
 
-$(BENCH)/bundles/mobilenet_v2-%-x86_64/edgekit.json: $(MOBILENET)/mobilenet_v2.keras
+$(BENCH)/bundles/mobilenet_v2-%-x86_64/edgekit.json: $(MOBILENET)/mobilenet_v2.keras $(EDGEKIT_SOURCES)
 	$(EDGEKIT) convert $(MOBILENET)/mobilenet_v2.keras -t x86_64 -q $* --mean 127.5 --std 127.5 \
 		--calibration $(MOBILENET)/calibration.npz --name mobilenet_v2-$* --out $(BENCH)/bundles --force
 
@@ -75,4 +81,4 @@ lint: install
 	$(VENV)/bin/ruff format --check edgekit tests samples benchmarks
 
 clean:
-	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build build/bench .pytest_cache
+	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build samples/outlier/build build/bench .pytest_cache

@@ -60,14 +60,14 @@ def main() -> int:
             start = time.perf_counter()
             report = test_arm.run_probe([str(test_arm.ARM_BIN / name)], group, work, env={"QEMU_CPU": cpu})
             wall[(name, cpu)] = time.perf_counter() - start
-            for case, result in zip(group, report["results"]):
+            for case, result in zip(group, report["results"], strict=True):
                 emulated[id(case)] = (name, cpu, result)
         for runtime, python in (
             ("ai-edge-litert", [sys.executable]),
             ("tflite-runtime", [str(test_arm.ARM_BIN / test_arm.X86_TFLITE_RUNTIME)]),
         ):
             group = [c for c in cases if c["runtime"] == runtime]
-            for case, result in zip(group, test_arm.run_probe(python, group, work)["results"]):
+            for case, result in zip(group, test_arm.run_probe(python, group, work)["results"], strict=True):
                 reference[id(case)] = result
         columns = ["model", "target", "mode", "runtime", "launcher (QEMU CPU)", "max diff", "top-1 same", "x86 p50 ms"]
         print("| " + " | ".join([*columns, "emulated p50 ms"]) + " |")
@@ -76,7 +76,7 @@ def main() -> int:
             name, cpu, arm = emulated[id(case)]
             x86 = reference[id(case)]
             diffs, same = [], True
-            for a, b in zip(arm["outputs"], x86["outputs"]):
+            for a, b in zip(arm["outputs"], x86["outputs"], strict=True):
                 got, want = np.array(a["values"], dtype=np.float64), np.array(b["values"], dtype=np.float64)
                 diffs.append(np.abs(got - want).max())
                 same &= int(got.argmax()) == int(want.argmax())

@@ -44,10 +44,11 @@ declare -A SEEDS=(
 APT_BLOCK="dpkg perl-base perl tar install-info debconf debconf-2.0 cdebconf
   tzdata sysvinit-utils lsb-base readline-common python3-tk python3-pil.imagetk"
 
-# PyPI requirements per site dir. armv7: PyPI has no armv7 numpy/Pillow wheels,
+# PyPI requirements per site dir; LITERT_VERSION (the Makefile passes the x86 venv's) pins the
+# emulated ai-edge-litert to the one it is compared with. armv7: PyPI has no armv7 numpy/Pillow wheels,
 # so tflite-runtime goes in without deps and numpy/Pillow come from Debian.
 declare -A PIP=(
-  [arm64-litert]="ai-edge-litert numpy pillow typer"
+  [arm64-litert]="ai-edge-litert${LITERT_VERSION:+==$LITERT_VERSION} numpy pillow typer"
   [arm64-tflite-runtime]="tflite-runtime==2.14.0 numpy<2 pillow typer"
   [armv7-tflite-runtime]="typer")
 declare -A PIP_NODEPS=(
@@ -149,7 +150,8 @@ if [[ ${#todo_arches[@]} -gt 0 ]]; then
   command -v "$PY" >/dev/null || die "host python '$PY' not found (set PYTHON=...)"
   have=" $(dpkg --print-architecture) $(dpkg --print-foreign-architectures | xargs) "
   for a in "${todo_arches[@]}"; do
-    if [[ $have != *" $a "* ]]; then as_root dpkg --add-architecture "$a"; ADDED_ARCHES+=("$a"); fi
+    # Recorded before it is added, so an interrupt during dpkg still removes it on exit.
+    if [[ $have != *" $a "* ]]; then ADDED_ARCHES+=("$a"); as_root dpkg --add-architecture "$a"; fi
   done
   log "apt-get update with foreign architectures: ${todo_arches[*]}"
   # One index failing (e.g. a security mirror mid-sync for armhf) is tolerated:

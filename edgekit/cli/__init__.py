@@ -18,7 +18,7 @@ app = typer.Typer(
     name="edgekit",
     help="Take a trained model to a Raspberry Pi, a Jetson or an x86 box, and prove it runs fast enough.\n\n"
     "Exit codes: 0 ok, 1 bad input or failure, 2 usage error, 3 over the latency budget, "
-    "4 a check failed (integrity, fidelity, accuracy).",
+    "4 a check failed (integrity, fidelity, accuracy), 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

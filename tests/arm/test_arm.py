@@ -162,6 +162,7 @@ def answers(arm_bundles, tmp_path_factory) -> list[tuple[dict, dict, dict]]:
         cases = [c for c in arm_bundles if c["runtime"] == runtime]
         report = run_probe(python, cases, tmp)
         assert report["arch"] == "x86_64"
+        assert report["heavy_modules"] == []  # the x86 venv has TensorFlow installed: still never imported
         for case, result in zip(cases, report["results"]):
             reference[id(case)] = result
     return [(case, emulated[id(case)], reference[id(case)]) for case in arm_bundles]
@@ -175,6 +176,7 @@ def test_every_case_agrees_with_x86(answers):
     failures = []
     for case, arm, x86 in answers:
         assert arm["runtime"] == x86["runtime"] == case["runtime"]
+        assert arm["version"] == x86["version"], case_id(case)  # the same release on both sides
         for a, b in zip(arm["outputs"], x86["outputs"], strict=True):
             got, want = np.array(a["values"]), np.array(b["values"])
             assert a["dtype"] == b["dtype"]
