@@ -466,7 +466,7 @@ def debug(
     from edgekit.conversion.load import load_model
     from edgekit.conversion.pipeline import image_preprocess, read_labels
     from edgekit.conversion.quantize import saved_model_dir
-    from edgekit.conversion.verify import judge_content, verification_set
+    from edgekit.conversion.verify import judge_content, require_labels_for_accuracy_gate, verification_set
 
     thresholds = thresholds or Thresholds()
     source = load_model(model, unsafe=unsafe_load)
@@ -481,6 +481,7 @@ def debug(
     if eval_data is not None:
         evaluation = load_eval_data(eval_data, float_input, preprocess, label_list, eval_size)
     checks = verification_set(source, float_input, preprocess, samples, evaluation, classes)
+    require_labels_for_accuracy_gate(thresholds, checks)
     with saved_model_dir(source, verbose) as export_dir:
         session = QuantizationDebug(export_dir, samples, source.keras_model, verbose)
     if progress:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.bundle import Preprocess, TensorSpec
+from edgekit.conversion.accuracy import class_indices
 from edgekit.conversion.calibration import load_array_file
 from edgekit.conversion.quiet import import_keras, quiet_native_output
 from edgekit.errors import InputError
@@ -62,19 +63,6 @@ class FineTuning:
         }
 
 
-def class_indices(names: Sequence[str], labels: Sequence[str] | None, source: Path) -> dict[str, int]:
-    """Class folder name → class index: its line in the labels file when there is one, else the
-    number it spells (folders 0..9), else its place in sorted order."""
-    if labels:
-        unknown = [n for n in names if n not in labels]
-        if unknown:
-            raise InputError(f"{source}: class folders {unknown[:5]} are not in the labels file")
-        return {n: list(labels).index(n) for n in names}
-    if all(n.isdigit() for n in names):
-        return {n: int(n) for n in names}
-    return {n: i for i, n in enumerate(sorted(names))}
-
-
 def load_labelled(
     path: str | Path,
     tensor: TensorSpec,
@@ -100,8 +88,10 @@ def load_labelled(
         raise InputError(f"{source}: {len(x)} samples and {len(y)} labels; need the same non-zero number")
     if y.dtype.kind not in "biuf":
         raise InputError(f"{source}: labels 'y' must be numbers, got dtype {y.dtype}")
-    if x.dtype == np.uint8 and preprocess is not None:
-        inputs = normalize(x, preprocess)  # raw pixels, as `as_model_input` treats them, in one pass
+    if y.dtype.kind == "f" and y.ndim == 1 and np.array_equal(y, np.round(y)):
+        y = y.astype(np.int64)  # class indices stored as floats, as --eval-data accepts them
+    if x.dtype == np.uint8 and preprocess is not None:  # raw pixels, as `as_model_input` treats them, in one pass
+        inputs = normalize(x, preprocess, channel_axis=1 if preprocess.layout == "NCHW" else -1)
     elif x.dtype.kind == "f":
         inputs = x
     else:

@@ -8,6 +8,7 @@ thresholds → one bundle per target (staged, then renamed into place) → optio
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -52,6 +53,7 @@ from edgekit.conversion.verify import (
     Verdict,
     VerificationSet,
     judge,
+    require_labels_for_accuracy_gate,
     verification_set,
 )
 from edgekit.errors import CheckFailed, ConversionError, FidelityError, InputError, UsageError
@@ -173,6 +175,8 @@ def parse_channels(values: Sequence[float] | None, default: float, channels: int
         raise InputError(
             f"--{name} takes 1 or {channels} values for this model's {channels} channels, got {len(values)}"
         )
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"--{name} values must be finite numbers, got {', '.join(map(str, values))}")
     if name == "std" and any(v == 0 for v in values):
         raise InputError("--std must not be zero")
     return tuple(float(v) for v in values)
@@ -213,7 +217,7 @@ def resolve_targets(names: Sequence[str] | None, targets_dir: str | os.PathLike[
 def plan_modes(targets: Sequence[Target], mode: str | None) -> dict[str, str]:
     """target name → mode; refuses a mode the target's runtime cannot load."""
     if mode is not None and mode not in QUANT_MODES:
-        raise InputError(f"unknown quantization mode {mode!r} (known: {', '.join(QUANT_MODES)})")
+        raise UsageError(f"unknown quantization mode {mode!r} (known: {', '.join(QUANT_MODES)}, {AUTO})")
     plan = {}
     for target in targets:
         chosen = mode or target.quantization
@@ -311,8 +315,9 @@ def convert(
         raise InputError(f"--name {bundle_name!r}: must be a plain file name")
     for target in chosen_targets:
         final = out_dir / f"{bundle_name}-{target.name}"
-        if final.exists() and not force:
-            raise InputError(f"{final}: already exists (use --force to overwrite)")
+        for existing in (final, *([final.with_name(final.name + ARCHIVE_SUFFIX)] if archive else [])):
+            if existing.exists() and not force:
+                raise InputError(f"{existing}: already exists (use --force to overwrite)")
 
     preprocess = image_preprocess(source.input_shape, mean, std)
     float_input = TensorSpec("input", (1, *[int(d or 1) for d in source.input_shape[1:]]), "float32")
@@ -349,11 +354,9 @@ def convert(
             source, prune, float_input, preprocess, label_list, finetune_data, evaluation, progress, verbose, samples
         )
     checks = verification_set(source, float_input, preprocess, samples, evaluation, classes)
-    if thresholds.max_accuracy_drop is not None and checks.labels is None:
-        raise UsageError(
-            "--max-accuracy-drop needs labelled --eval-data (a folder per class, or a .npz with x and y) "
-            "and a classifier"
-        )
+    if pruning is not None and checks.labels is not None:  # accuracy is lost against the user's model
+        checks = replace(checks, accuracy_reference=unpruned.predict(checks.x))
+    require_labels_for_accuracy_gate(thresholds, checks)
     if auto and checks.labels is not None and thresholds.max_accuracy_drop is None:
         thresholds = replace(thresholds, max_accuracy_drop=AUTO_MAX_ACCURACY_DROP)
 
@@ -370,6 +373,7 @@ def convert(
     conversions: dict[str, ModeConversion] = {}
     failures: dict[str, str] = {}  # --quantize auto: modes that could not be converted, and why
     debug_session = None
+    int8_fails = False  # plain int8 misses the thresholds: what --auto-keep-float acts on
     if source.kind == "tflite":
         conversions[modes[0]] = existing_tflite(source, checks, thresholds)
         tick(f"checked {modes[0]}")
@@ -387,7 +391,8 @@ def convert(
                     failures[mode] = str(exc)
                 tick(f"converted {mode}")
             int8 = conversions.get("int8")
-            needs_debugger = explain or bool(keep_float) or (auto_keep_float and int8 and not int8.verdict.passed)
+            int8_fails = int8 is not None and not int8.verdict.passed
+            needs_debugger = explain or bool(keep_float) or (auto_keep_float and int8_fails)
             if int8 is not None and needs_debugger:
                 debug_session = QuantizationDebug(export_dir, samples, source.keras_model, verbose)
                 tick("calibrated the quantization debugger")
@@ -407,11 +412,11 @@ def convert(
                 verification=checks.to_dict(),
                 thresholds=thresholds,
             )
-        if wants_mixed:
+        if keep_float or (auto_keep_float and int8_fails):  # --explain alone never changes the bundle
             mixed = keep_layers_float(
                 debug_session, layers, conversions["int8"], keep_float, checks, thresholds, lambda label: tick(label)
             )
-    elif auto_keep_float and "int8" in conversions:
+    if auto_keep_float and mixed is None and "int8" in conversions:
         plain = conversions["int8"]
         baseline = MixedModel((), plain.content, plain.verdict)
         mixed = KeepFloatResult("auto", baseline, baseline)  # int8 passes as it is: nothing to keep in float

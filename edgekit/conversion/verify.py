@@ -13,7 +13,7 @@ from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.conversion.accuracy import Accuracy, EvalData, top1_accuracy
 from edgekit.conversion.calibration import evenly_spaced
 from edgekit.conversion.quiet import quiet_native_output
-from edgekit.errors import ConversionError, EdgekitError, InputError
+from edgekit.errors import ConversionError, EdgekitError, InputError, UsageError
 from edgekit.runtime.inspect_model import tensor_spec
 from edgekit.runtime.interpreter import check_tflite_header, find_runtime
 from edgekit.runtime.preprocess import dequantize, quantize
@@ -44,13 +44,20 @@ class Fidelity:
     output: str = ""
     reference: str = "source"
 
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite([self.max_abs_error, self.mean_abs_error, self.cosine]).all())
+
     def to_dict(self) -> dict[str, Any]:
+        def number(value: float) -> float | None:  # NaN/inf (a broken model) as null: manifests stay valid JSON
+            return round(value, 6) if np.isfinite(value) else None
+
         return {
             "output": self.output,
             "samples": self.samples,
-            "max_abs_error": round(self.max_abs_error, 6),
-            "mean_abs_error": round(self.mean_abs_error, 6),
-            "cosine": round(self.cosine, 6),
+            "max_abs_error": number(self.max_abs_error),
+            "mean_abs_error": number(self.mean_abs_error),
+            "cosine": number(self.cosine),
             "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 4),
             "synthetic": self.synthetic,
             "reference": self.reference,
@@ -93,6 +100,9 @@ class VerificationSet:
     is_classifier: bool
     output: str = ""
     reference_kind: str = "source"
+    # Outputs of the model the accuracy gate protects when it is not `reference`'s: the user's unpruned
+    # model, so that pruning cannot lower the bar that --max-accuracy-drop measures from.
+    accuracy_reference: np.ndarray | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -102,17 +112,21 @@ class VerificationSet:
     def source_accuracy(self) -> float | None:
         if self.labels is None or not self.is_classifier:
             return None
-        return top1_accuracy(self.reference, self.labels)
+        outputs = self.reference if self.accuracy_reference is None else self.accuracy_reference
+        return top1_accuracy(outputs, self.labels)
 
     def to_dict(self) -> dict[str, Any]:
         accuracy = self.source_accuracy
-        return {
+        data = {
             "data": self.origin,
             "samples": int(len(self.x)),
             "labelled": self.labels is not None,
             "source_accuracy": None if accuracy is None else round(accuracy, 4),
             "reference": self.reference_kind,
         }
+        if self.accuracy_reference is not None:
+            data["accuracy_of"] = "unpruned source"  # fidelity compares with the pruned model, accuracy with this
+        return data
 
 
 @dataclass(frozen=True)
@@ -191,7 +205,8 @@ def compare_outputs(
     out = converted.reshape(len(converted), -1).astype(np.float64)
     error = np.abs(ref - out)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
+    with np.errstate(invalid="ignore"):  # NaN/inf outputs give a NaN cosine, which judge() refuses
+        cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
     agreement = float((ref.argmax(axis=1) == out.argmax(axis=1)).mean()) if classifier else None
     return Fidelity(
         len(ref),
@@ -218,7 +233,9 @@ def judge(outputs: np.ndarray, checks: VerificationSet, thresholds: Thresholds) 
     if source_accuracy is not None and checks.labels is not None:
         accuracy = Accuracy(source_accuracy, top1_accuracy(outputs, checks.labels), len(checks.labels))
     problems = []
-    if fidelity.cosine < thresholds.min_cosine:
+    if not fidelity.finite:
+        problems.append("the converted model's outputs hold NaN or infinity")
+    elif not fidelity.cosine >= thresholds.min_cosine:
         problems.append(f"cosine similarity {fidelity.cosine:.4f} < {thresholds.min_cosine:g} (--min-cosine)")
     agreement = fidelity.top1_agreement
     if agreement is not None and not fidelity.synthetic and agreement < thresholds.min_agreement:
@@ -264,6 +281,15 @@ def verification_set(
         output=source.output_name,
         reference_kind="self" if source.kind == "tflite" else "source",
     )
+
+
+def require_labels_for_accuracy_gate(thresholds: Thresholds, checks: VerificationSet) -> None:
+    """--max-accuracy-drop without labels would gate on nothing: refuse it as a usage error."""
+    if thresholds.max_accuracy_drop is not None and checks.labels is None:
+        raise UsageError(
+            "--max-accuracy-drop needs labelled --eval-data (a folder per class, or a .npz with x and y) "
+            "and a classifier"
+        )
 
 
 def judge_content(content: bytes, checks: VerificationSet, thresholds: Thresholds, mode: str) -> Verdict:

@@ -113,10 +113,12 @@ def _scaled_to_8_bits(image, full_scale: float):
     return Image.fromarray(np.clip(values / full_scale * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
 
 
-def normalize(pixels: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """`(pixel - mean) / std` in float32, per channel."""
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
+def normalize(pixels: np.ndarray, spec: Preprocess, channel_axis: int = -1) -> np.ndarray:
+    """`(pixel - mean) / std` in float32, per channel (the last axis, or `channel_axis`)."""
+    per_channel = [1] * pixels.ndim
+    per_channel[channel_axis] = -1
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(per_channel)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(per_channel)
     return (pixels.astype(np.float32) - mean) / std
 
 
@@ -175,8 +177,8 @@ def as_model_input(array: np.ndarray, tensor: TensorSpec, spec: Preprocess | Non
         raise InputError(f"{where}: array shape {array.shape} does not match the input shape {shape}")
     if array.dtype == np.dtype(tensor.dtype) and array.dtype.kind in "iu":
         return array
-    if array.dtype == np.uint8 and spec is not None:
-        return normalize(array, spec).astype(np.float32)
+    if array.dtype == np.uint8 and spec is not None:  # raw pixels, batch first: channels on axis 1 in NCHW
+        return normalize(array, spec, channel_axis=1 if spec.layout == "NCHW" else -1)
     if array.dtype.kind == "f":
         return array.astype(np.float32)
     raise InputError(f"{where}: dtype {array.dtype} does not fit input {tensor.name!r} ({tensor.dtype})")

@@ -110,6 +110,16 @@ def test_auto_keep_float_keeps_nothing_when_int8_passes(digits, tmp_path):
     assert report.bundles[0].keep_float == ()
 
 
+def test_explain_does_not_change_what_auto_keep_float_bundles(digits, tmp_path):
+    """--explain only reports: with plain int8 passing, --auto-keep-float still keeps nothing in float."""
+    kwargs = dict(targets=["x86_64"], quantization="int8", calibration=digits["calibration"], calibration_size=100)
+    plain = pipeline.convert(digits["model"], out=tmp_path / "plain", **kwargs)
+    explained = pipeline.convert(digits["model"], out=tmp_path / "x", auto_keep_float=True, explain=True, **kwargs)
+    assert explained.explain is not None and explained.explain.layers
+    assert explained.bundles[0].keep_float == () and explained.keep_float.chosen.layers == ()
+    assert explained.bundles[0].bytes == plain.bundles[0].bytes
+
+
 def test_keep_float_refusals(outlier, digits, tmp_path):
     with pytest.raises(
         InputError, match=r"--keep-float nope: no quantized layer of that name \(layers, worst first: spike"
@@ -135,6 +145,13 @@ def test_keep_float_refusals(outlier, digits, tmp_path):
             out=tmp_path,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_accuracy_gate_needs_labels(digits):
+    from edgekit.conversion.verify import Thresholds
+
+    with pytest.raises(UsageError, match="--max-accuracy-drop needs labelled --eval-data"):
+        debug(digits["model"], digits["calibration"], thresholds=Thresholds(max_accuracy_drop=1.0))
 
 
 def test_debug_command(outlier):

@@ -121,6 +121,19 @@ def test_agreement_is_not_judged_on_random_inputs():
     assert not on_real.passed and "top-1 agreement 0.000 < 0.9" in on_real.problems[0]
 
 
+@pytest.mark.parametrize("broken", [np.nan, np.inf])
+def test_outputs_that_are_not_finite_never_pass(broken):
+    """NaN makes every comparison False, so a `cosine < threshold` test alone would wave it through."""
+    reference = np.array([[0.7, 0.2, 0.1]] * 10, np.float32)
+    outputs = np.full_like(reference, broken)
+    for synthetic in (True, False):  # on random inputs only cosine is judged: it must still fail
+        verdict = judge(outputs, verification(reference, synthetic=synthetic), Thresholds())
+        assert not verdict.passed and "NaN or infinity" in verdict.problems[0]
+        fidelity = verdict.fidelity.to_dict()
+        assert fidelity["max_abs_error"] is None or np.isfinite(fidelity["max_abs_error"])
+        json.dumps(fidelity, allow_nan=False)  # the manifest stays valid JSON
+
+
 def test_int16x8_converts_checks_and_says_it_is_for_accuracy(digits, tmp_path):
     report = pipeline.convert(
         digits["model"],

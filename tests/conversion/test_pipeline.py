@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.bundle import MANIFEST_NAME, open_bundle
 from edgekit.conversion import pipeline
-from edgekit.errors import InputError
+from edgekit.errors import InputError, UsageError
 from edgekit.runtime.session import Session
 from tests.conftest import MODES
 
@@ -98,6 +98,17 @@ def test_existing_bundle_needs_force(digits, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits-x86_64"]
 
 
+def test_existing_archive_needs_force_too(digits, tmp_path):
+    (tmp_path / "digits-x86_64.tar.gz").write_bytes(b"someone else's archive")
+    kwargs = dict(targets=["x86_64"], quantization="float32", out=tmp_path, archive=True)
+    with pytest.raises(InputError, match=r"digits-x86_64\.tar\.gz: already exists \(use --force"):
+        pipeline.convert(digits["model"], **kwargs)
+    assert (tmp_path / "digits-x86_64.tar.gz").read_bytes() == b"someone else's archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits-x86_64.tar.gz"]
+    pipeline.convert(digits["model"], force=True, **kwargs)
+    assert (tmp_path / "digits-x86_64.tar.gz").stat().st_size > 1000
+
+
 def test_saved_model_and_image_folder_calibration(digits, tmp_path):
     import keras
 
@@ -127,3 +138,11 @@ def test_mean_std_are_validated_per_channel(digits, tmp_path):
         digits["model"], targets=["x86_64"], quantization="float32", mean=[10], std=[200], out=tmp_path
     )
     assert report.preprocess.mean == (10.0,) and report.preprocess.std == (200.0,)
+    for bad in ({"std": [float("nan")]}, {"mean": [float("inf")]}):
+        with pytest.raises(InputError, match="must be finite numbers"):
+            pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", out=tmp_path / "x", **bad)
+
+
+def test_unknown_mode_is_a_usage_error(digits, tmp_path):
+    with pytest.raises(UsageError, match=r"unknown quantization mode 'int4' \(known: .*int16x8, auto\)"):
+        pipeline.convert(digits["model"], targets=["x86_64"], quantization="int4", out=tmp_path)

@@ -279,6 +279,46 @@ def test_labelled_data_from_npz_and_class_folders(tmp_path):
         load_labelled(tmp_path / "shape.npz", spec, preprocess)
 
 
+def test_float_class_labels_and_nchw_pixels_load_like_eval_data(tmp_path):
+    """y stored as floats is still class indices (as --eval-data takes it); uint8 NCHW pixels are
+    normalized per channel on axis 1, not on the last axis."""
+    from edgekit.bundle import Preprocess, TensorSpec
+    from edgekit.conversion.finetune import load_labelled
+
+    spec = TensorSpec("image", (1, 3, 4, 4), "float32")
+    preprocess = Preprocess(size=(4, 4), color="RGB", mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0), layout="NCHW")
+    pixels = np.full((5, 3, 4, 4), 100, np.uint8)
+    np.savez(tmp_path / "train.npz", x=pixels, y=np.arange(5, dtype=np.float64) % 2)
+    data = load_labelled(tmp_path / "train.npz", spec, preprocess)
+    assert data.y.dtype.kind == "i" and list(data.y) == [0, 1, 0, 1, 0]
+    assert [float(data.x[0, c, 0, 0]) for c in range(3)] == [45.0, 20.0, 8.75]
+
+
+def test_pruning_cannot_lower_the_accuracy_bar(model_files, tmp_path):
+    """--max-accuracy-drop measures from the user's model, not from the pruned one it converted."""
+    from edgekit.conversion import pipeline
+    from edgekit.conversion.prune import PruneSettings
+    from edgekit.errors import CheckFailed
+
+    kwargs = dict(
+        targets=["x86_64"],
+        quantization="float32",
+        calibration=model_files["calibration.npz"],
+        eval_data=model_files["eval.npz"],
+        max_accuracy_drop=1.0,
+        prune=PruneSettings(sparsity=0.95, include=("c1", "probs")),  # one-shot, every layer: accuracy falls
+        out=tmp_path,
+    )
+    with pytest.raises(CheckFailed, match=r"drop .* pts > 1 \(--max-accuracy-drop\)"):
+        pipeline.convert(model_files["digits16.keras"], **kwargs)
+    assert list(tmp_path.iterdir()) == []
+    report = pipeline.convert(model_files["digits16.keras"], allow_degraded=True, **kwargs)
+    unpruned = report.pruning.float_accuracy["unpruned"]
+    assert report.verification["accuracy_of"] == "unpruned source"
+    assert report.bundles[0].accuracy.source == pytest.approx(unpruned, abs=1e-4)
+    assert report.bundles[0].accuracy.drop_pts > 1.0
+
+
 def test_loss_follows_outputs_and_labels():
     import keras
 
