@@ -44,6 +44,8 @@ LAYOUTS = ("NHWC", "NCHW")
 FLOAT_DTYPES = ("float16", "float32", "float64", "complex64")
 INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "bool")
 TENSOR_DTYPES = FLOAT_DTYPES + INTEGER_DTYPES
+# No CPU has this many cores; far larger counts make the runtimes' thread pools crash the process.
+MAX_THREADS = 256
 NO_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
@@ -86,6 +88,8 @@ class TensorSpec:
             raise InputError(f"{where}.scale: expected a non-negative number or null, got {_short(scale)}")
         if zero_point is not None and not _is_int(zero_point):
             raise InputError(f"{where}.zero_point: expected an integer or null, got {_short(zero_point)}")
+        if (scale is None) != (zero_point is None):
+            raise InputError(f"{where}: scale and zero_point come together (both numbers, or both null)")
         return cls(name, tuple(shape), dtype, None if scale is None else float(scale), zero_point)
 
 
@@ -245,8 +249,9 @@ def _target(target: dict[str, Any], where: str) -> dict[str, Any]:
         raise InputError(f"{where}.name: expected str, got {type(target['name']).__name__}")
     if "budget_ms" in target and not (_is_number(target["budget_ms"]) and target["budget_ms"] > 0):
         raise InputError(f"{where}.budget_ms: expected a positive number, got {_short(target['budget_ms'])}")
-    if "threads" in target and not (_is_int(target["threads"]) and target["threads"] >= 1):
-        raise InputError(f"{where}.threads: expected a positive integer, got {_short(target['threads'])}")
+    if "threads" in target and not (_is_int(target["threads"]) and 1 <= target["threads"] <= MAX_THREADS):
+        got = _short(target["threads"])
+        raise InputError(f"{where}.threads: expected an integer from 1 to {MAX_THREADS}, got {got}")
     return target
 
 

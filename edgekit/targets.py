@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle import MAX_THREADS
 from edgekit.errors import InputError
 
 try:  # Python 3.11+
@@ -68,7 +69,10 @@ class Target:
                 raise InputError(f"{where}: missing field '{key}'")
             if not isinstance(data[key], kind) or isinstance(data[key], bool):
                 raise InputError(f"{where}: field '{key}' has the wrong type ({type(data[key]).__name__})")
-        modes = tuple(data.get("modes", QUANT_MODES))
+        raw_modes = data.get("modes", list(QUANT_MODES))
+        if not isinstance(raw_modes, list) or not all(isinstance(m, str) for m in raw_modes):
+            raise InputError(f"{where}: field 'modes' must be a list of mode names")
+        modes = tuple(raw_modes)
         unknown = [m for m in (*modes, data["quantization"]) if m not in QUANT_MODES]
         if unknown:
             raise InputError(f"{where}: unknown quantization mode {unknown[0]!r} (known: {', '.join(QUANT_MODES)})")
@@ -76,8 +80,10 @@ class Target:
             raise InputError(f"{where}: default quantization {data['quantization']!r} is not in its modes")
         if data["runtime"] not in RUNTIMES:
             raise InputError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
-        if data["threads"] < 1 or data["cores"] < 1 or data["budget_ms"] <= 0:
-            raise InputError(f"{where}: cores, threads and budget_ms must be positive")
+        if data["threads"] < 1 or data["cores"] < 1 or not data["budget_ms"] > 0 or data["budget_ms"] == float("inf"):
+            raise InputError(f"{where}: cores, threads and budget_ms must be positive (and finite)")
+        if data["threads"] > MAX_THREADS:
+            raise InputError(f"{where}: threads must be at most {MAX_THREADS}")
         known = set(required) | {"modes", "delegate", "qemu_cpu", "notes"}
         extra = sorted(set(data) - known)
         if extra:

@@ -142,6 +142,12 @@ def w(digits, digits_bundles, tmp_path_factory) -> dict:
         variant("manifest-traversal"),
         lambda d: d["files"].update({"../../etc/passwd": d["files"]["model.tflite"]}),
     )
+    edit_manifest(variant("manifest-threads"), lambda d: d["target"].update(threads=100_000))
+    edit_manifest(variant("manifest-preprocess-size"), lambda d: d["preprocess"].update(size=[28, 28]))
+    edit_manifest(variant("manifest-preprocess-color"), lambda d: d["preprocess"].update(color="RGB", mean=[0.0]))
+    edit_manifest(variant("manifest-scale"), lambda d: d["inputs"][0].update(scale=0.5))
+    edit_manifest(variant("manifest-zero-point"), lambda d: d["inputs"][0].update(zero_point=None))
+    edit_manifest(variant("manifest-output-shape"), lambda d: d["outputs"][0].update(shape=[1, 11]))
     dup = variant("manifest-duplicate-key")
     text = (dup / MANIFEST_NAME).read_text()
     (dup / MANIFEST_NAME).write_text(text.replace('"schema": 1,', '"schema": 1,\n  "schema": 1,', 1))
@@ -163,6 +169,14 @@ def w(digits, digits_bundles, tmp_path_factory) -> dict:
     png_bomb(files / "bomb.png")
     np.save(files / "wrong_shape.npy", np.zeros((8, 8, 1), np.float32))
     np.save(files / "wrong_dtype.npy", np.zeros((1, 32, 32, 1), np.complex64))
+    np.save(files / "nan.npy", np.full((32, 32, 1), np.nan, np.float32))
+    profiles = root / "profiles"
+    profiles.mkdir()
+    (profiles / "odd.toml").write_text(
+        'name = "odd"\ndescription = "x"\narch = "x86_64"\ncpu = "c"\ncores = 2\nthreads = 2\n'
+        'quantization = "int8"\nbudget_ms = 10.0\nruntime = "ai-edge-litert"\nruntime_requirement = "x"\nmodes = 5\n'
+    )
+    paths["profiles"] = profiles
     np.save(files / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     (files / "junk.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
     (files / "input.txt").write_text("1 2 3\n")
@@ -294,6 +308,34 @@ CASES: dict[str, Case] = {
     "run: manifest unknown dtype": run_on("manifest-dtype", 1, "inputs[0].dtype", "got 'int9'"),
     "run: manifest mean per channel mismatch": run_on(
         "manifest-mean-count", 1, "preprocess.mean: expected 1 value (one per channel), got 2"
+    ),
+    "run: manifest threads beyond any CPU": run_on("manifest-threads", 1, "target.threads", "from 1 to 256"),
+    "run: manifest preprocess size that does not fit the input": run_on(
+        "manifest-preprocess-size", 1, MANIFEST_NAME, "does not fit the input shape"
+    ),
+    "run: manifest colour that does not fit the input": run_on(
+        "manifest-preprocess-color", 1, MANIFEST_NAME, "does not fit the input shape"
+    ),
+    "run: manifest input scale that is not the model's": run_on(
+        "manifest-scale", 1, "model.tflite", "does not match the manifest"
+    ),
+    "run: manifest scale without a zero point": run_on("manifest-zero-point", 1, "inputs[0]", "come together"),
+    "run: manifest output shape that is not the model's": run_on(
+        "manifest-output-shape", 1, "model.tflite", "output", "does not match the manifest"
+    ),
+    "run: --threads beyond any CPU": Case(
+        lambda w: ["run", w["good"], "--threads", "40000"], 2, lambda w: ["--threads must be from 1 to 256"]
+    ),
+    "run: --budget-ms nan": Case(
+        lambda w: ["run", w["good"], "--budget-ms", "nan"], 2, lambda w: ["--budget-ms must be a positive number"]
+    ),
+    "run: .npy holding NaN": Case(
+        lambda w: ["run", w["good"], w["files"] / "nan.npy"], 1, lambda w: ["nan.npy", "NaN or infinite"]
+    ),
+    "targets: profile with modes of the wrong type": Case(
+        lambda w: ["targets", "--targets-dir", w["profiles"], "show", "odd"],
+        1,
+        lambda w: ["odd.toml", "'modes' must be a list"],
     ),
     "run: manifest duplicate key": run_on("manifest-duplicate-key", 1, "duplicate key 'schema'"),
     "run: manifest newer schema": run_on("manifest-newer-schema", 1, "schema 99 is newer", "upgrade edgekit"),
@@ -565,8 +607,11 @@ def test_disk_full_during_convert_leaves_no_partial_bundle(digits, full_disk):
     _assert_complete_bundles_only(out)
 
 
-def _interrupt_when(args: list, env: dict, ready: Callable[[], bool]) -> tuple[subprocess.CompletedProcess, bool]:
-    """Start `edgekit convert`, send SIGINT as soon as `ready()`, and collect what it printed."""
+def _interrupt_when(
+    args: list, env: dict, ready: Callable[[], bool], sent: int = signal.SIGINT
+) -> tuple[subprocess.CompletedProcess, bool]:
+    """Start `edgekit ARGS`, send `sent` (Ctrl-C's SIGINT by default) as soon as `ready()`, and collect
+    what it printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "edgekit", *map(str, args)],
         stdout=subprocess.PIPE,
@@ -579,7 +624,7 @@ def _interrupt_when(args: list, env: dict, ready: Callable[[], bool]) -> tuple[s
     fired = False
     while process.poll() is None and time.monotonic() < deadline:
         if ready():
-            process.send_signal(signal.SIGINT)
+            process.send_signal(sent)
             fired = True
             break
         time.sleep(0.002)
@@ -608,3 +653,14 @@ def test_ctrl_c_while_writing_bundles_leaves_only_whole_ones(digits, tmp_path):
     assert_refused(result, 130, "interrupted")
     _assert_complete_bundles_only(out)
     assert len([p for p in out.iterdir() if p.is_dir()]) < 5  # it really was stopped part way
+
+
+def test_sigterm_during_run_removes_the_unpacked_archive(w, tmp_path):
+    """systemd, docker stop and timeout stop a process with SIGTERM: it unwinds like Ctrl-C."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["run", w["archives"] / "digits-x86_64.tar.gz", "--repeat", "100000000"]
+    result, fired = _interrupt_when(args, {"TMPDIR": str(tmp)}, lambda: any(tmp.iterdir()), sent=signal.SIGTERM)
+    assert fired, result.stderr
+    assert_refused(result, 130, "interrupted")
+    assert list(tmp.iterdir()) == []

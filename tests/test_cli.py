@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import cli_json, edgekit_cli
 
 
@@ -113,3 +115,24 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, digits_bundles):
     assert_one_line_error(edgekit_cli("inspect", tmp_path / "empty.tflite"), 1, "empty.tflite", "too small")
     usage = edgekit_cli("run", digits_bundles["bundles"]["int8"], "--repeat", "0")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsys):
+    """A bug still gets one line and exit 1, never a traceback; EDGEKIT_DEBUG=1 lets it through."""
+    import typer
+
+    from edgekit.cli.output import DEBUG_ENV, reports_errors
+
+    @reports_errors
+    def broken() -> None:
+        raise AttributeError("'list' object has no attribute '_type_spec'")
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    with pytest.raises(typer.Exit) as exited:
+        broken()
+    assert exited.value.exit_code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: internal error: AttributeError") and DEBUG_ENV in lines[0]
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(AttributeError):
+        broken()

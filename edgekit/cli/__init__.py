@@ -1,6 +1,8 @@
 """The `edgekit` command: a thin typer app. Each subcommand lives in its own module, parses its
 options, calls one library function and renders the result (a table, or JSON with --json)."""
 
+import signal
+
 import typer
 
 from edgekit import __version__
@@ -10,6 +12,7 @@ from edgekit.cli import (
     debug_command,
     inspect_command,
     keys_command,
+    output,
     run_command,
     targets_command,
 )
@@ -53,4 +56,8 @@ app.add_typer(targets_command.app, name="targets")
 
 
 def main() -> None:
+    # Ctrl-C, and the SIGTERM that systemd, docker stop and timeout send, unwind the same way: temporary
+    # folders (an unpacked .tar.gz, a half-staged bundle) are removed and the exit is one line.
+    signal.signal(signal.SIGINT, output.interrupt)
+    signal.signal(signal.SIGTERM, output.interrupt)
     app()

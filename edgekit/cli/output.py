@@ -2,6 +2,8 @@
 
 import functools
 import json
+import math
+import os
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -16,14 +18,28 @@ def fail(message: str, code: int) -> "typer.Exit":
     return typer.Exit(code)
 
 
+DEBUG_ENV = "EDGEKIT_DEBUG"
+_interrupted: list[int] = []  # the signals received, set by the CLI's handlers
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGINT/SIGTERM handler: unwind like Ctrl-C, and remember it, because TensorFlow sometimes turns a
+    KeyboardInterrupt raised inside its own code into another exception."""
+    _interrupted.append(signum)
+    raise KeyboardInterrupt
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn edgekit's errors (and Ctrl-C) into one line on stderr and the right exit code."""
+    """Turn edgekit's errors (and Ctrl-C) into one line on stderr and the right exit code. Anything
+    else is a bug: one line too, with the traceback only when $EDGEKIT_DEBUG is set."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except EdgekitError as exc:
+            if _interrupted:
+                raise fail("interrupted", 130) from None
             raise fail(f"error: {exc}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
@@ -32,12 +48,33 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             raise fail(f"error: {where}{exc.strerror or exc}", 1) from None
+        except Exception as exc:
+            if _interrupted:
+                raise fail("interrupted", 130) from None
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(
+                f"internal error: {type(exc).__name__}: {exc} (a bug: please report it; {DEBUG_ENV}=1 shows the "
+                "traceback)",
+                1,
+            ) from None
 
     return wrapper
 
 
+def finite_json(data: Any) -> Any:
+    """NaN and infinity (a model that outputs them, say) as null: they are not JSON."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value) for value in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def console():

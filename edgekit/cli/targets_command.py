@@ -20,7 +20,8 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List every target profile."""
-    if ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is not None:  # `targets --json show NAME`: the options hold for `show` too
+        ctx.obj = {"targets_dir": targets_dir, "json": as_json}
         return
     from edgekit.targets import list_targets
 
@@ -54,6 +55,7 @@ def list_command(
 @app.command("show")
 @reports_errors
 def show(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Target name, e.g. rpi4.", show_default=False),
     targets_dir: Optional[Path] = typer.Option(None, "--targets-dir", help=TARGETS_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
@@ -61,6 +63,9 @@ def show(
     """Show one target profile."""
     from edgekit.targets import get_target
 
+    given = ctx.obj or {}
+    targets_dir = targets_dir or given.get("targets_dir")
+    as_json = as_json or given.get("json", False)
     target = get_target(name, targets_dir)
     if as_json:
         print_json(target.to_dict())

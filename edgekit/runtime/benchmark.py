@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import math
 import os
 import platform
 import resource
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from edgekit.bundle import ARCHIVE_SUFFIX, open_bundle
+from edgekit.bundle import ARCHIVE_SUFFIX, MAX_THREADS, open_bundle
 from edgekit.errors import InputError, UsageError
 from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
 from edgekit.runtime.session import Session, is_emulated
@@ -388,16 +389,16 @@ def bench(
     if repeat is None and min_seconds is None:
         repeat = DEFAULT_REPEAT
     if repeat is not None and repeat < 1:
-        raise InputError(f"--repeat must be at least 1, got {repeat}")
-    if min_seconds is not None and not min_seconds > 0:
-        raise InputError(f"--min-seconds must be positive, got {min_seconds}")
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    if min_seconds is not None and not 0 < min_seconds < math.inf:
+        raise UsageError(f"--min-seconds must be a positive number, got {min_seconds}")
     if warmup < 0:
-        raise InputError(f"--warmup must be >= 0, got {warmup}")
-    if budget_ms is not None and not budget_ms > 0:
-        raise InputError(f"--budget-ms must be positive, got {budget_ms}")
+        raise UsageError(f"--warmup must be >= 0, got {warmup}")
+    if budget_ms is not None and not 0 < budget_ms < math.inf:
+        raise UsageError(f"--budget-ms must be a positive number, got {budget_ms}")
     sweep = list(dict.fromkeys(int(t) for t in threads)) if threads else None
-    if sweep and min(sweep) < 1:
-        raise InputError(f"--threads must be at least 1, got {min(sweep)}")
+    if sweep and not 1 <= min(sweep) <= max(sweep) <= MAX_THREADS:
+        raise UsageError(f"--threads must be from 1 to {MAX_THREADS}, got {','.join(map(str, sweep))}")
     paths = [Path(m) for m in models]
     for path in paths:
         if not path.exists():

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import InputError, RuntimeNotFound
+from edgekit.errors import InputError, RuntimeNotFound, UsageError
 from edgekit.native_output import quiet_native_output
 
 RUNTIME_ENV = "EDGEKIT_RUNTIME"
@@ -58,7 +58,7 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
     wanted = preferred or os.environ.get(RUNTIME_ENV) or None
     names = [c[0] for c in CANDIDATES]
     if wanted and wanted not in names:
-        raise InputError(f"unknown runtime {wanted!r} (known: {', '.join(names)})")
+        raise UsageError(f"unknown runtime {wanted!r} (known: {', '.join(names)})")
     key = wanted or ""
     if key in _cache:
         return _cache[key]

@@ -177,6 +177,8 @@ def as_model_input(array: np.ndarray, tensor: TensorSpec, spec: Preprocess | Non
         raise InputError(f"{where}: array shape {array.shape} does not match the input shape {shape}")
     if array.dtype == np.dtype(tensor.dtype) and array.dtype.kind in "iu":
         return array
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError(f"{where}: holds NaN or infinite values")
     if array.dtype == np.uint8 and spec is not None:  # raw pixels, batch first: channels on axis 1 in NCHW
         return normalize(array, spec, channel_axis=1 if spec.layout == "NCHW" else -1)
     if array.dtype.kind == "f":

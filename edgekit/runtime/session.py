@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -11,8 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgekit.bundle import Bundle, Manifest, TensorSpec, open_bundle
-from edgekit.errors import InputError
+from edgekit.bundle import MANIFEST_NAME, MAX_THREADS, MODEL_NAME, Bundle, Manifest, Preprocess, TensorSpec, open_bundle
+from edgekit.errors import InputError, UsageError
+from edgekit.runtime.inspect_model import tensor_spec
 from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
 from edgekit.runtime.preprocess import collect_input_files, dequantize, load_input, quantize
 from edgekit.runtime.stats import LatencyStats, within_budget
@@ -114,6 +116,14 @@ class RunReport:
         }
 
 
+def preprocess_shape(preprocess: Preprocess) -> tuple[int, ...]:
+    """The input shape an image prepared by `preprocess` has (batch of one)."""
+    height, width = preprocess.size
+    if preprocess.layout == "NCHW":
+        return (1, preprocess.channels, height, width)
+    return (1, height, width, preprocess.channels)
+
+
 def is_emulated() -> bool:
     """True under the QEMU launchers (they set $EDGEKIT_EMULATED): emulated milliseconds say nothing
     about the device, so the budget is reported but not enforced."""
@@ -127,8 +137,8 @@ class Session:
         self.bundle = bundle
         self.manifest: Manifest = bundle.manifest
         self.threads = threads or self.manifest.threads
-        if self.threads < 1:
-            raise InputError(f"--threads must be at least 1, got {self.threads}")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"--threads must be from 1 to {MAX_THREADS}, got {self.threads}")
         self.runtime = find_runtime(runtime)
         start = time.perf_counter_ns()
         self.interpreter = load_interpreter(str(bundle.model_path), self.threads, self.runtime)
@@ -139,14 +149,35 @@ class Session:
         self.labels = bundle.labels()
 
     def _check_tensors(self) -> None:
-        details = self.interpreter.get_input_details()
-        if len(details) != len(self.manifest.inputs):
+        """The manifest must describe the model exactly: its shapes, dtypes and quantization are what
+        inputs are prepared and outputs read with, so a wrong scale would give wrong answers silently."""
+        where = f"{self.bundle.origin or self.bundle.path}/{MODEL_NAME}"
+        for kind, details, specs in (
+            ("input", self.interpreter.get_input_details(), self.manifest.inputs),
+            ("output", self.interpreter.get_output_details(), self.manifest.outputs),
+        ):
+            if len(details) != len(specs):
+                raise InputError(f"{where}: model has {len(details)} {kind}s, the manifest lists {len(specs)}")
+            for detail, spec in zip(details, specs):
+                actual = tensor_spec(detail)
+                same_quantization = (actual.scale is None) == (spec.scale is None) and (
+                    actual.scale is None
+                    or (math.isclose(actual.scale, spec.scale, rel_tol=1e-6) and actual.zero_point == spec.zero_point)
+                )
+                if actual.shape != spec.shape or actual.dtype != spec.dtype or not same_quantization:
+                    raise InputError(
+                        f"{where}: {kind} {spec.name!r} does not match the manifest (model: {actual.dtype} "
+                        f"{list(actual.shape)} scale {actual.scale} zero point {actual.zero_point})"
+                    )
+        if len(self.manifest.inputs) != 1:
+            raise InputError(f"{where}: edgekit runs models with one input (this one has {len(self.manifest.inputs)})")
+        preprocess = self.manifest.preprocess
+        if preprocess is not None and preprocess_shape(preprocess) != self.manifest.inputs[0].shape:
             raise InputError(
-                f"{self.bundle.model_path}: model has {len(details)} inputs, manifest lists {len(self.manifest.inputs)}"
+                f"{self.bundle.origin or self.bundle.path}/{MANIFEST_NAME}: preprocess ({preprocess.layout} "
+                f"{list(preprocess.size)} {preprocess.color}) does not fit the input shape "
+                f"{list(self.manifest.inputs[0].shape)}"
             )
-        for detail, spec in zip(details, self.manifest.inputs):
-            if tuple(int(d) for d in detail["shape"]) != spec.shape or np.dtype(detail["dtype"]).name != spec.dtype:
-                raise InputError(f"{self.bundle.model_path}: input {spec.name!r} does not match the manifest")
 
     @property
     def input_spec(self) -> TensorSpec:
@@ -224,9 +255,11 @@ def run(
     """Run a bundle on input files (or zeros), time it, and judge the latency against the budget.
     With `trusted_key` (a NAME.pub) the bundle's signature is checked before anything is loaded."""
     if warmup < 0 or repeat < 1:
-        raise InputError("--warmup must be >= 0 and --repeat >= 1")
-    if budget_ms is not None and budget_ms <= 0:
-        raise InputError(f"--budget-ms must be positive, got {budget_ms}")
+        raise UsageError("--warmup must be >= 0 and --repeat >= 1")
+    if budget_ms is not None and not (0 < budget_ms < math.inf):
+        raise UsageError(f"--budget-ms must be a positive number, got {budget_ms}")
+    if isinstance(inputs, (str, os.PathLike)):  # one path, not a sequence of characters
+        inputs = [inputs]
     with open_bundle(bundle, trusted_key=trusted_key) as opened:
         session = Session(opened, threads=threads, runtime=runtime)
         files = collect_input_files(inputs)

@@ -197,10 +197,12 @@ def test_emulated_runs_report_but_do_not_enforce_the_budget(int8_bundle, monkeyp
     "kwargs, error, message",
     [
         ({"repeat": 5, "min_seconds": 1.0}, UsageError, "exclude each other"),
-        ({"threads": [0]}, InputError, "--threads"),
-        ({"budget_ms": 0}, InputError, "--budget-ms"),
-        ({"min_seconds": -1.0}, InputError, "--min-seconds"),
-        ({"warmup": -1}, InputError, "--warmup"),
+        ({"threads": [0]}, UsageError, "--threads"),
+        ({"threads": [1, 100_000]}, UsageError, "--threads must be from 1 to 256"),
+        ({"budget_ms": 0}, UsageError, "--budget-ms"),
+        ({"budget_ms": float("nan")}, UsageError, "--budget-ms"),
+        ({"min_seconds": -1.0}, UsageError, "--min-seconds"),
+        ({"warmup": -1}, UsageError, "--warmup"),
     ],
 )
 def test_bad_options_are_clear_errors(int8_bundle, kwargs, error, message):

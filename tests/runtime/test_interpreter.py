@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgekit.errors import InputError, RuntimeNotFound
+from edgekit.errors import RuntimeNotFound, UsageError
 from edgekit.runtime.interpreter import find_runtime
 
 
@@ -19,7 +19,7 @@ def test_prefers_ai_edge_litert():
 
 
 def test_unknown_and_missing_runtimes_are_clear_errors():
-    with pytest.raises(InputError, match="unknown runtime"):
+    with pytest.raises(UsageError, match="unknown runtime"):
         find_runtime("onnx")
     try:
         import tflite_runtime  # noqa: F401
