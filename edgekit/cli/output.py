@@ -19,6 +19,8 @@ def fail(message: str, code: int) -> "typer.Exit":
 
 
 DEBUG_ENV = "EDGEKIT_DEBUG"
+# What commands raise on purpose to exit or report a usage error: typer/click handle these themselves.
+CLI_EXITS = (typer.Exit, typer.Abort, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
 _interrupted: list[int] = []  # the signals received, set by the CLI's handlers
 
 
@@ -43,6 +45,8 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise fail(f"error: {exc}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except CLI_EXITS:
+            raise
         except MemoryError:
             raise fail("error: out of memory", 1) from None
         except OSError as exc:
