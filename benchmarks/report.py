@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name in ORDER if name in found] + sorted(set(found) - set(ORDER))
     if not names:
         raise SystemExit(f"{args.results}: no results; run `make bench`")
-    text = render([json.loads(found[name].read_text()) for name in names])
+    # Only the scripts' row files: pruning.json (PRUNING.md's raw data) has a shape of its own.
+    files = [data for data in (json.loads(found[name].read_text()) for name in names) if "rows" in data]
+    text = render(files)
     out = args.out or args.results / "RESULTS.md"
     out.write_text(text)
     print(text)
