@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ class Target:
             raise InputError(f"{where}: default quantization {data['quantization']!r} is not in its modes")
         if data["runtime"] not in RUNTIMES:
             raise InputError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
-        if data["threads"] < 1 or data["cores"] < 1 or not data["budget_ms"] > 0 or data["budget_ms"] == float("inf"):
+        if data["threads"] < 1 or data["cores"] < 1 or not 0 < data["budget_ms"] < math.inf:
             raise InputError(f"{where}: cores, threads and budget_ms must be positive (and finite)")
         if data["threads"] > MAX_THREADS:
             raise InputError(f"{where}: threads must be at most {MAX_THREADS}")

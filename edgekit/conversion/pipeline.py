@@ -400,13 +400,14 @@ def convert(
     explained = None
     mixed = None
     if debug_session is not None:
-        layers = debug_session.layer_errors(debug_samples(checks.x))
+        probe = debug_samples(checks.x)
+        layers = debug_session.layer_errors(probe)
         tick("measured layer errors")
         if explain:
             plain = conversions["int8"]
             explained = DebugReport(
                 str(model),
-                len(debug_samples(checks.x)),
+                len(probe),
                 tuple(layers),
                 MixedModel((), plain.content, plain.verdict),
                 verification=checks.to_dict(),
