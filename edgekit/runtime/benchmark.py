@@ -30,6 +30,7 @@ from edgekit.errors import InputError, UsageError
 from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
 from edgekit.runtime.session import Session, is_emulated
 from edgekit.runtime.stats import LatencyStats, within_budget
+from edgekit.runtime.timing import time_invokes
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_REPEAT = 100
@@ -185,45 +186,6 @@ def peak_rss_bytes() -> int | None:
 
 
 # --- timing ------------------------------------------------------------------------------------
-
-
-def time_invokes(
-    invoke: Callable[[], Any], warmup: int, repeat: int | None = None, min_seconds: float | None = None
-) -> tuple[int, np.ndarray]:
-    """(first invoke ns, timed invokes ns): a first invoke, `warmup` untimed invokes, then either
-    `repeat` timed invokes or as many as fit in `min_seconds` (at least one).
-
-    Only `invoke()` sits between the two clock reads; storing a timing and the deadline check happen
-    after the second read, outside the timed region.
-    """
-    clock = time.perf_counter_ns
-    start = clock()
-    invoke()
-    first_ns = clock() - start
-    for _ in range(warmup):
-        invoke()
-    if repeat is not None:
-        timings = np.empty(repeat, dtype=np.int64)
-        for i in range(repeat):
-            start = clock()
-            invoke()
-            timings[i] = clock() - start
-        return first_ns, timings
-    if min_seconds is None:
-        raise UsageError("give --repeat or --min-seconds")
-    deadline = clock() + int(min_seconds * 1e9)
-    timings = np.empty(1024, dtype=np.int64)
-    count = 0
-    while True:
-        start = clock()
-        invoke()
-        end = clock()
-        timings[count] = end - start
-        count += 1
-        if end >= deadline:
-            return first_ns, timings[:count].copy()
-        if count == timings.size:
-            timings = np.concatenate([timings, np.empty(timings.size, dtype=np.int64)])
 
 
 def benchmark_inputs(interpreter: Any, seed: int = INPUT_SEED) -> list[tuple[int, np.ndarray]]:

@@ -122,7 +122,13 @@ def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any
 def delegate_applied(interpreter: Any) -> bool | None:
     """Whether a delegate (XNNPACK on CPU) took over part of the graph, when the runtime says."""
     try:
-        ops = interpreter._get_ops_details()
+        ops = ops_details(interpreter)
     except Exception:
         return None
     return any(op.get("op_name") == "DELEGATE" for op in ops)
+
+
+def ops_details(interpreter: Any) -> list[dict[str, Any]]:
+    """The model's operators (name, input and output tensor indices). The one place edgekit uses the
+    interpreter's private `_get_ops_details()`: every runtime has it, none exposes it publicly."""
+    return list(interpreter._get_ops_details())

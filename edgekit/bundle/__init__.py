@@ -12,12 +12,9 @@ are unpacked member by member with caps, and every failure is an EdgekitError na
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import json
 import math
 import os
-import shutil
 import tarfile
 import tempfile
 import zlib
@@ -25,6 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+# Re-exported: callers still import these from edgekit.bundle.
+from edgekit.bundle.files import NO_SPACE_ERRNOS as NO_SPACE_ERRNOS
+from edgekit.bundle.files import is_no_space, sha256_file
+from edgekit.bundle.files import replace_path as replace_path
+from edgekit.bundle.files import staged_folder as staged_folder
 from edgekit.errors import InputError, IntegrityError
 
 SCHEMA_VERSION = 1
@@ -46,7 +48,6 @@ INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64"
 TENSOR_DTYPES = FLOAT_DTYPES + INTEGER_DTYPES
 # No CPU has this many cores; far larger counts make the runtimes' thread pools crash the process.
 MAX_THREADS = 256
-NO_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
 @dataclass(frozen=True)
@@ -328,14 +329,6 @@ def _numbers(values: list[Any], where: str, channels: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_entry(path: Path) -> FileEntry:
     return FileEntry(sha256_file(path), path.stat().st_size)
 
@@ -500,54 +493,6 @@ def open_bundle(
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _no_space(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
-
-
-@contextlib.contextmanager
-def staged_folder(final: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder next to `final`; on success rename it into place, on any failure
-    (or Ctrl-C) remove it, so no half-written bundle is ever visible under the final name."""
-    if final.exists() and not force:
-        raise InputError(f"{final}: already exists (use --force to overwrite)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    except OSError as exc:
-        raise InputError(
-            f"{final}: cannot create the bundle folder ({exc.strerror or exc}); nothing was written there"
-        ) from None
-    try:
-        yield staging
-        # mkdtemp made it private (0700); a bundle is meant to be read by whoever runs it.
-        os.chmod(staging, 0o777 & ~_current_umask())
-        replace_path(staging, final)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if _no_space(exc):
-            raise InputError(
-                f"{final}: {exc.strerror or 'no space left'} while writing the bundle; nothing was written there"
-            ) from None
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def replace_path(new: Path, final: Path) -> None:
-    """Rename `new` to `final`, replacing an existing file or folder there."""
-    if final.is_dir() and not final.is_symlink():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, final)
-
-
 def pack_archive(folder: Path, archive: Path, force: bool = False) -> Path:
     """Write `folder` as a `.tar.gz` with one top-level folder, atomically."""
     if archive.exists() and not force:
@@ -573,7 +518,7 @@ def pack_archive(folder: Path, archive: Path, force: bool = False) -> Path:
         os.replace(tmp, archive)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if _no_space(exc):
+        if is_no_space(exc):
             raise InputError(
                 f"{archive}: {exc.strerror or 'no space left'} while writing the archive; nothing was written there"
             ) from None
