@@ -30,8 +30,8 @@ from edgekit.bundle import (
     pack_archive,
     read_manifest_bytes,
 )
+from edgekit.bundle.model_file import check_tflite_header
 from edgekit.errors import InputError, IntegrityError
-from edgekit.runtime.interpreter import check_tflite_header
 
 ALGORITHM = "ed25519"
 PRIVATE_SUFFIX = ".key"

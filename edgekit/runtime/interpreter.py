@@ -8,6 +8,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+# Re-exported: the check lives with the bundle format, which both halves read.
+from edgekit.bundle.model_file import check_tflite_file as check_tflite_file
+from edgekit.bundle.model_file import check_tflite_header as check_tflite_header
 from edgekit.errors import InputError, RuntimeNotFound, UsageError
 from edgekit.native_output import quiet_native_output
 
@@ -78,27 +81,6 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
     if wanted:
         raise RuntimeNotFound(f"runtime {wanted!r} is not installed")
     raise RuntimeNotFound("no TFLite runtime found: pip install 'edgekit[runtime]' (ai-edge-litert)")
-
-
-TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4-8 of every .tflite
-
-
-def check_tflite_header(head: bytes, where: str) -> None:
-    """Refuse what cannot be a TFLite model before a runtime sees it: the runtimes' own messages for
-    an empty or foreign file ("mmap of size 0 requested", "model_path must be specified") mislead."""
-    if len(head) < 8:
-        raise InputError(f"{where}: too small to be a TFLite model ({len(head)} bytes)")
-    if head[4:8] != TFLITE_IDENTIFIER:
-        raise InputError(f"{where}: not a TFLite model (no TFL3 identifier)")
-
-
-def check_tflite_file(path: str | os.PathLike[str]) -> None:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    check_tflite_header(head, str(path))
 
 
 def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any:
