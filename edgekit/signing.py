@@ -1,9 +1,10 @@
-"""Ed25519 signatures for bundles: who built this bundle, and has anything changed since?
+"""Ed25519 signatures for bundles, the laptop side: make keys, sign bundles, and `edgekit verify`.
 
 `edgekit keygen NAME` writes NAME.key (private, mode 0600, stays on the build machine) and NAME.pub
 (copied to devices). `edgekit sign` writes `edgekit.sig` into the bundle: a signature over the exact
 bytes of `edgekit.json`, which lists the SHA-256 of every other file, so one signature covers the
-whole bundle. Devices check it with `--trusted-key NAME.pub` before loading anything.
+whole bundle. Checking a signature is all a device needs: that lives in edgekit/bundle/signature.py,
+re-exported here.
 
 The `cryptography` package (the `sign` extra) is imported only by the functions that touch keys, so
 a device that never passes a key never needs it.
@@ -11,53 +12,53 @@ a device that never passes a key never needs it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle import (
-    MANIFEST_NAME,
-    MODEL_NAME,
-    SIGNATURE_NAME,
-    Bundle,
-    open_bundle,
-    pack_archive,
-    read_manifest_bytes,
-)
+from edgekit.bundle import MODEL_NAME, SIGNATURE_NAME, Bundle, open_bundle, read_manifest_bytes
+from edgekit.bundle.archive import pack_archive
+from edgekit.bundle.files import write_bytes_atomically
 from edgekit.bundle.model_file import check_tflite_header
-from edgekit.errors import InputError, IntegrityError
+from edgekit.bundle.signature import (
+    ALGORITHM,
+    MAX_KEY_FILE_BYTES,
+    MAX_SIGNATURE_FILE_BYTES,
+    PRIVATE_SUFFIX,
+    PUBLIC_SUFFIX,
+    SignatureCheck,
+    SignatureFile,
+    crypto_modules,
+    first_line,
+    key_id,
+    load_public_key,
+    public_key_id,
+    read_key_file,
+    verify_signature,
+)
+from edgekit.errors import InputError
 
-ALGORITHM = "ed25519"
-PRIVATE_SUFFIX = ".key"
-PUBLIC_SUFFIX = ".pub"
-MAX_KEY_FILE_BYTES = 16 << 10
-MAX_SIGNATURE_FILE_BYTES = 4 << 10
-
-
-def _crypto():
-    """The Ed25519 and serialization modules of `cryptography`, with a clear error when missing."""
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-    except ImportError:
-        raise InputError("signatures need the 'cryptography' package: pip install 'edgekit[sign]'") from None
-    return ed25519, serialization
-
-
-def key_id(public_raw: bytes) -> str:
-    """A short fingerprint of a public key, to tell keys apart in messages."""
-    return hashlib.sha256(public_raw).hexdigest()[:16]
-
-
-def _public_raw(public_key: Any) -> bytes:
-    _, serialization = _crypto()
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+__all__ = [
+    "ALGORITHM",
+    "MAX_KEY_FILE_BYTES",
+    "MAX_SIGNATURE_FILE_BYTES",
+    "PRIVATE_SUFFIX",
+    "PUBLIC_SUFFIX",
+    "KeyPair",
+    "SignResult",
+    "SignatureCheck",
+    "SignatureFile",
+    "VerifiedFile",
+    "VerifyReport",
+    "generate_keypair",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "sign_bundle",
+    "verify_bundle",
+    "verify_signature",
+]
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -81,26 +82,9 @@ class KeyPair:
         }
 
 
-def _write_atomically(path: Path, content: bytes, mode: int) -> None:
-    """Write a file with exactly `mode` from its first byte (a private key is never readable by
-    others, not even for a moment), via a temporary name so a failure leaves nothing half-written."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:  # mkstemp made it 0600 already
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def generate_keypair(name: str | os.PathLike[str], force: bool = False) -> KeyPair:
     """Write NAME.key (PKCS#8 PEM, mode 0600) and NAME.pub (PEM, mode 0644)."""
-    ed25519, serialization = _crypto()
+    ed25519, serialization = crypto_modules()
     base = Path(name)
     if base.suffix in (PRIVATE_SUFFIX, PUBLIC_SUFFIX):
         base = base.with_suffix("")
@@ -120,160 +104,27 @@ def generate_keypair(name: str | os.PathLike[str], force: bool = False) -> KeyPa
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    _write_atomically(private_path, private_pem, 0o600)
-    _write_atomically(public_path, public_pem, 0o644)
-    return KeyPair(str(private_path), str(public_path), key_id(_public_raw(private_key.public_key())))
-
-
-def _read_key_file(path: Path, kind: str) -> bytes:
-    if not path.exists():
-        raise InputError(f"{path}: no such {kind} key file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a {kind} key file")
-    if path.stat().st_size > MAX_KEY_FILE_BYTES:
-        raise InputError(f"{path}: too large to be a {kind} key file")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    write_bytes_atomically(private_path, private_pem, 0o600)
+    write_bytes_atomically(public_path, public_pem, 0o644)
+    return KeyPair(str(private_path), str(public_path), public_key_id(private_key.public_key()))
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Any:
     """An Ed25519 private key from a NAME.key file written by `edgekit keygen` (unencrypted PEM)."""
-    ed25519, serialization = _crypto()
+    ed25519, serialization = crypto_modules()
     source = Path(path)
-    content = _read_key_file(source, "private")
+    content = read_key_file(source, "private")
     if b"PUBLIC KEY-----" in content:
         raise InputError(f"{source}: is a public key; signing needs the private key (NAME{PRIVATE_SUFFIX})")
     try:
         key = serialization.load_pem_private_key(content, password=None)
     except (ValueError, TypeError) as exc:
-        raise InputError(f"{source}: not a usable private key ({_first_line(exc)})") from None
+        raise InputError(f"{source}: not a usable private key ({first_line(exc)})") from None
     except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
         raise InputError(f"{source}: not a usable private key ({type(exc).__name__})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise InputError(f"{source}: not an Ed25519 key (edgekit signs with Ed25519; make one with edgekit keygen)")
     return key
-
-
-def load_public_key(path: str | os.PathLike[str]) -> Any:
-    """An Ed25519 public key from a NAME.pub file."""
-    ed25519, serialization = _crypto()
-    source = Path(path)
-    content = _read_key_file(source, "public")
-    if b"PRIVATE KEY-----" in content:
-        raise InputError(
-            f"{source}: is a private key; give devices the public key (NAME{PUBLIC_SUFFIX}) and keep this one secret"
-        )
-    try:
-        key = serialization.load_pem_public_key(content)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{source}: not a usable public key ({_first_line(exc)})") from None
-    except Exception as exc:  # cryptography's UnsupportedAlgorithm and friends
-        raise InputError(f"{source}: not a usable public key ({type(exc).__name__})") from None
-    if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise InputError(f"{source}: not an Ed25519 public key (make keys with edgekit keygen)")
-    return key
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an error, without cryptography's "See https://... for more details"."""
-    text = str(exc).strip().splitlines()
-    if not text:
-        return type(exc).__name__
-    first = text[0].split(" See http", 1)[0].rstrip(" .")
-    return first[:160] or type(exc).__name__
-
-
-# --- the signature file ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SignatureFile:
-    """`edgekit.sig`: which key signed the manifest, and the signature."""
-
-    key_id: str
-    signature: bytes
-    algorithm: str = ALGORITHM
-    signed_file: str = MANIFEST_NAME
-
-    def to_json(self) -> str:
-        data = {
-            "algorithm": self.algorithm,
-            "key_id": self.key_id,
-            "signed_file": self.signed_file,
-            "signature": base64.b64encode(self.signature).decode("ascii"),
-        }
-        return json.dumps(data, indent=2) + "\n"
-
-    @classmethod
-    def read(cls, path: Path, shown: str) -> SignatureFile:
-        """Parse a signature file; anything malformed is an integrity failure (exit 4)."""
-        if path.is_symlink() or not path.is_file():
-            raise IntegrityError(f"{shown}: not a regular file")
-        if path.stat().st_size > MAX_SIGNATURE_FILE_BYTES:
-            raise IntegrityError(f"{shown}: too large to be a signature file")
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise IntegrityError(f"{shown}: not a valid signature file ({_first_line(exc)})") from None
-        if not isinstance(data, dict):
-            raise IntegrityError(f"{shown}: not a valid signature file (expected a JSON object)")
-        for key in ("algorithm", "key_id", "signed_file", "signature"):
-            if not isinstance(data.get(key), str):
-                raise IntegrityError(f"{shown}: not a valid signature file (field '{key}' missing or not a string)")
-        if data["algorithm"] != ALGORITHM:
-            raise IntegrityError(f"{shown}: algorithm {data['algorithm']!r:.40} is not {ALGORITHM}")
-        if data["signed_file"] != MANIFEST_NAME:
-            raise IntegrityError(f"{shown}: signs {data['signed_file']!r:.40}, expected {MANIFEST_NAME}")
-        try:
-            signature = base64.b64decode(data["signature"], validate=True)
-        except (binascii.Error, ValueError):
-            raise IntegrityError(f"{shown}: field 'signature' is not base64") from None
-        if len(signature) != 64:
-            raise IntegrityError(f"{shown}: an Ed25519 signature has 64 bytes, this one has {len(signature)}")
-        return cls(key_id=data["key_id"][:64], signature=signature)
-
-
-@dataclass(frozen=True)
-class SignatureCheck:
-    """A signature that was checked against a trusted key and found good."""
-
-    key_id: str
-    trusted_key: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key_id": self.key_id, "trusted_key": self.trusted_key}
-
-
-def verify_signature(
-    folder: Path, manifest_bytes: bytes, trusted_key: str | os.PathLike[str], shown_as: str | None = None
-) -> SignatureCheck:
-    """Check that `manifest_bytes` carry a valid signature by `trusted_key` (exit 4 if not)."""
-    shown = shown_as or str(folder)
-    public_key = load_public_key(trusted_key)
-    trusted_id = key_id(_public_raw(public_key))
-    path = folder / SIGNATURE_NAME
-    if not path.exists() and not path.is_symlink():
-        raise IntegrityError(
-            f"{shown}: not signed (no {SIGNATURE_NAME}), but --trusted-key {trusted_key} requires a signature"
-        )
-    signature = SignatureFile.read(path, f"{shown}/{SIGNATURE_NAME}")
-    if signature.key_id != trusted_id:
-        raise IntegrityError(
-            f"{shown}/{SIGNATURE_NAME}: signed by key {signature.key_id}, not by the trusted key "
-            f"{trusted_id} ({trusted_key})"
-        )
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        public_key.verify(signature.signature, manifest_bytes)
-    except InvalidSignature:
-        raise IntegrityError(
-            f"{shown}/{MANIFEST_NAME}: signature by key {trusted_id} does not match "
-            "(the manifest changed after signing, or the signature is forged)"
-        ) from None
-    return SignatureCheck(trusted_id, str(trusted_key))
 
 
 # --- signing ---------------------------------------------------------------------------------
@@ -293,8 +144,8 @@ class SignResult:
 
 def _sign_folder(bundle: Bundle, private_key: Any) -> str:
     manifest_bytes = read_manifest_bytes(bundle.path, bundle.origin)
-    signature = SignatureFile(key_id(_public_raw(private_key.public_key())), private_key.sign(manifest_bytes))
-    _write_atomically(bundle.path / SIGNATURE_NAME, signature.to_json().encode("utf-8"), 0o644)
+    signature = SignatureFile(public_key_id(private_key.public_key()), private_key.sign(manifest_bytes))
+    write_bytes_atomically(bundle.path / SIGNATURE_NAME, signature.to_json().encode("utf-8"), 0o644)
     return signature.key_id
 
 

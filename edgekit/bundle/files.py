@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -35,9 +36,15 @@ def is_no_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """The process umask. Reading it means setting it: for that instant it is the strictest one, so a
+    file another thread creates meanwhile is never more readable than the user asked."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
     return mask
 
 
@@ -53,9 +60,9 @@ def atomic_path(final: str | os.PathLike[str], mode: int | None = None) -> Itera
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent)
     except OSError as exc:
         raise InputError(f"{final}: cannot write ({exc.strerror or exc})") from None
-    os.close(fd)
     tmp = Path(name)
     try:
+        os.close(fd)
         yield tmp
         os.chmod(tmp, (0o666 & ~current_umask()) if mode is None else mode)
         os.replace(tmp, final)
