@@ -24,20 +24,33 @@ def load_script(path: Path, name: str):
     return module
 
 
+def _sample_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of each file of a sample, its build folder aside: what training must not touch."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "build" not in p.relative_to(folder).parts and "__pycache__" not in p.parts
+    }
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory) -> dict:
-    """The digits sample trained from scratch (seeded): model, calibration and evaluation splits."""
-    train = load_script(ROOT / "samples" / "digits" / "train.py", "digits_train")
+    """The digits sample trained from scratch (seeded) into a temporary folder: model, calibration and
+    evaluation splits, the demo images and labels. The sample's own files are left alone."""
+    sample = ROOT / "samples" / "digits"
+    before = _sample_files(sample)
+    train = load_script(sample / "train.py", "digits_train")
     out = tmp_path_factory.mktemp("digits")
-    summary = train.train(out, quiet=True)
+    summary = train.train(out, quiet=True, samples=out)
+    assert _sample_files(sample) == before, "training the digits fixture changed files under samples/digits"
     return {
         "dir": out,
         "model": out / "digits.keras",
         "calibration": out / "calibration.npz",
         "eval": out / "eval.npz",
         "eval_dir": out / "eval",
-        "images": ROOT / "samples" / "digits" / "images",
-        "labels": ROOT / "samples" / "digits" / "labels.txt",
+        "images": out / "images",
+        "labels": out / "labels.txt",
         "accuracy": summary["eval_accuracy"],
     }
 

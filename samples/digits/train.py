@@ -6,9 +6,11 @@ Writes into samples/digits/build/ (or --out):
   calibration.npz     300 training images as uint8 pixels (x) with labels (y), for int8 calibration
   eval.npz            the held-out evaluation split, uint8 pixels (x) and labels (y)
   eval/<digit>/*.png  the same evaluation split as a folder per class
-and refreshes samples/digits/images/ (one evaluation image per digit) and labels.txt.
+and, into --samples DIR, images/ (one evaluation image per digit, what `make demo` runs on) and
+labels.txt. --samples defaults to samples/digits/ itself only when --out is samples/digits/build/;
+a build anywhere else leaves the sample's tracked files alone.
 
-Usage: python samples/digits/train.py [--out DIR] [--epochs N]
+Usage: python samples/digits/train.py [--out DIR] [--samples DIR] [--epochs N]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = Path(__file__).resolve().parent
+BUILD = HERE / "build"
 SIZE = 32
 SEED = 0
 LABELS = [str(d) for d in range(10)]
@@ -66,8 +69,18 @@ def build_model():
     return keras.Model(inputs, outputs, name="digits")
 
 
-def train(out: Path, epochs: int = 40, quiet: bool = False) -> dict:
-    """Train and write the sample; returns the evaluation accuracy and paths."""
+def sample_folder(out: Path) -> Path | None:
+    """Where the demo images and labels go by default: the sample's own folder when building the
+    sample's own build folder (`make demo`), nowhere otherwise (tests build in temporary folders)."""
+    return HERE if Path(out).resolve() == BUILD else None
+
+
+def train(out: Path, epochs: int = 40, quiet: bool = False, samples: Path | None = None) -> dict:
+    """Train and write the sample into `out`; returns the evaluation accuracy and paths.
+
+    `samples` is where `images/` and `labels.txt` go (default: `sample_folder(out)`)."""
+    out = Path(out)
+    samples = sample_folder(out) if samples is None else Path(samples)
     from edgekit.conversion.quiet import import_keras
 
     keras = import_keras()  # quietly: TensorFlow logs to the terminal from C++ at import
@@ -98,8 +111,9 @@ def train(out: Path, epochs: int = 40, quiet: bool = False) -> dict:
     np.savez_compressed(out / "calibration.npz", x=images[calibration_idx], y=labels[calibration_idx])
     np.savez_compressed(out / "eval.npz", x=images[eval_idx], y=labels[eval_idx])
     write_image_folder(out / "eval", images[eval_idx], labels[eval_idx], eval_idx)
-    write_samples(HERE / "images", images[eval_idx], labels[eval_idx], eval_idx)
-    (HERE / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    if samples is not None:
+        write_samples(samples / "images", images[eval_idx], labels[eval_idx], eval_idx)
+        (samples / "labels.txt").write_text("\n".join(LABELS) + "\n")
     summary = {
         "eval_accuracy": accuracy,
         "train": int(len(train_idx)),
@@ -131,10 +145,11 @@ def write_samples(folder: Path, images: np.ndarray, labels: np.ndarray, ids: np.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "build")
+    parser.add_argument("--out", type=Path, default=BUILD)
+    parser.add_argument("--samples", type=Path, default=None, help="where images/ and labels.txt go")
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args(argv)
-    summary = train(args.out, args.epochs)
+    summary = train(args.out, args.epochs, samples=args.samples)
     print(f"digits: eval accuracy {summary['eval_accuracy']:.4f} on {summary['eval']} images -> {summary['model']}")
     return 0
 
