@@ -7,13 +7,13 @@ only once complete, so a failure, a full disk or Ctrl-C leaves nothing under the
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import hashlib
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -36,7 +36,7 @@ def is_no_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
 
 
-_UMASK_LOCK = threading.Lock()
+_UMASK_LOCK = _thread.allocate_lock()  # not threading: a device's `run` never imports it
 
 
 def current_umask() -> int:

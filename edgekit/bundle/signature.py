@@ -10,8 +10,6 @@ device that never passes a key never needs it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -103,6 +101,8 @@ class SignatureFile:
     signed_file: str = MANIFEST_NAME
 
     def to_json(self) -> str:
+        import base64  # here and in read(): a device running unsigned bundles never needs it
+
         data = {
             "algorithm": self.algorithm,
             "key_id": self.key_id,
@@ -131,6 +131,9 @@ class SignatureFile:
             raise IntegrityError(f"{shown}: algorithm {data['algorithm']!r:.40} is not {ALGORITHM}")
         if data["signed_file"] != MANIFEST_NAME:
             raise IntegrityError(f"{shown}: signs {data['signed_file']!r:.40}, expected {MANIFEST_NAME}")
+        import base64
+        import binascii
+
         try:
             signature = base64.b64decode(data["signature"], validate=True)
         except (binascii.Error, ValueError):
