@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import os
 
 import numpy as np
@@ -452,3 +453,38 @@ def test_cli_refuses_bad_pruning_options_in_one_line(model_files, tmp_path, args
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_prune_block_and_finetune_lr_through_the_library(model_files, tmp_path):
+    from edgekit.conversion import pipeline
+
+    report = pipeline.convert(
+        model_files["digits16.keras"],
+        targets=["x86_64"],
+        quantization="int8",
+        calibration=model_files["calibration.npz"],
+        prune=0.5,
+        prune_block=2,
+        finetune_data=model_files["train.npz"],
+        finetune_epochs=1,
+        finetune_lr=1e-3,
+        out=tmp_path,
+    )
+    pruning = report.pruning
+    assert pruning.settings.block == 2 and pruning.magnitude.block == 2
+    assert pruning.settings.learning_rate == 1e-3 and pruning.fine_tuning.learning_rate == 1e-3
+    assert pruning.fine_tuning.epochs == 1 and pruning.fine_tuning.samples == 1400
+    manifest = json.loads((tmp_path / "digits16-x86_64" / "edgekit.json").read_text())
+    assert manifest["source"]["pruning"] == {
+        "method": "fine-tuned",
+        "sparsity": pytest.approx(0.5, abs=0.01),
+        "block": 2,
+        "finetune_epochs": 1,
+    }
+    recipe = manifest["conversion"]["recipe"]
+    assert (recipe["prune"], recipe["prune_block"], recipe["finetune_lr"], recipe["finetune_epochs"]) == (
+        0.5,
+        2,
+        1e-3,
+        1,
+    )
