@@ -63,16 +63,26 @@ class Plan:
 
 
 def plan_conversion(model: str | os.PathLike[str], recipe: ConvertOptions) -> Plan:
-    """The plan for converting `model` with `recipe`; refuses what cannot work before anything is loaded."""
+    """The plan for converting `model` with `recipe`; refuses what cannot work before anything is loaded,
+    in this order: targets, modes they cannot run, the model file, the bundle name, bundles already
+    there, missing calibration data, int8 debugging options that cannot apply."""
     path = Path(model)
     targets = tuple(resolve_targets(recipe.targets, recipe.targets_dir))
     existing = path.suffix.lower() == ".tflite" and path.is_file()
-    if existing and recipe.debugging:
-        raise InputError(f"{path}: --keep-float, --auto-keep-float and --explain need the source model")
     auto = recipe.quantization == AUTO
     by_target = {} if auto or existing else modes_by_target(targets, recipe.quantization)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    name = recipe.name or path.stem
+    if not name or "/" in name or name.startswith("."):
+        raise InputError(f"--name {name!r}: must be a plain file name")
     wanted = {m for t in targets for m in t.modes} if auto else set(by_target.values())
     modes = () if existing else tuple(sorted(wanted | {"float32"}, key=QUANT_MODES.index))
+    plan = Plan(name, Path(recipe.out), targets, modes, by_target, auto and not existing, existing)
+    for target in targets:
+        for existing_path in (plan.bundle_path(target), *([plan.archive_path(target)] if recipe.archive else [])):
+            if existing_path.exists() and not recipe.force:
+                raise InputError(f"{existing_path}: already exists (use --force to overwrite)")
     if not auto and recipe.calibration is None:
         needing = next((m for m in modes if m in CALIBRATED_MODES), None)
         if needing is not None:
@@ -80,19 +90,13 @@ def plan_conversion(model: str | os.PathLike[str], recipe: ConvertOptions) -> Pl
                 f"{needing} needs calibration data: pass --calibration (a folder of images, .npy or .npz); "
                 "edgekit never calibrates on random data"
             )
-    if recipe.debugging and not existing:
+    if recipe.debugging and existing:
+        raise InputError(f"{path}: --keep-float, --auto-keep-float and --explain need the source model")
+    if recipe.debugging:
         if "int8" not in modes:
             raise UsageError("--keep-float, --auto-keep-float and --explain apply to int8: choose -q int8 or auto")
         if recipe.calibration is None:
             raise InputError("--keep-float, --auto-keep-float and --explain need --calibration data for int8")
-    name = recipe.name or path.stem
-    if not name or "/" in name or name.startswith("."):
-        raise InputError(f"--name {name!r}: must be a plain file name")
-    plan = Plan(name, Path(recipe.out), targets, modes, by_target, auto and not existing, existing)
-    for target in targets:
-        for existing_path in (plan.bundle_path(target), *([plan.archive_path(target)] if recipe.archive else [])):
-            if existing_path.exists() and not recipe.force:
-                raise InputError(f"{existing_path}: already exists (use --force to overwrite)")
     return plan
 
 
