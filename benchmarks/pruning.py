@@ -35,7 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.workloads import load_average, machine, quiet_fds  # noqa: E402
+from benchmarks.workloads import load_average, machine  # noqa: E402
+from edgekit.native_output import quiet_native_output  # noqa: E402
 from tests.conftest import load_script  # noqa: E402
 
 WORK = ROOT / "build" / "bench" / "pruning"
@@ -126,6 +127,7 @@ def paired_latency(unpruned: Path, pruned: Path, threads: int, rounds: int) -> d
     from edgekit.runtime.inspect_model import tensor_spec
     from edgekit.runtime.interpreter import find_runtime
     from edgekit.runtime.preprocess import quantize
+    from edgekit.runtime.timing import time_invokes
 
     runtime = find_runtime()
     ratios, p50s = [], {"unpruned": [], "pruned": []}
@@ -135,20 +137,13 @@ def paired_latency(unpruned: Path, pruned: Path, threads: int, rounds: int) -> d
             order.reverse()
         round_p50 = {}
         for label, path in order:
-            with quiet_fds():
+            with quiet_native_output():
                 interpreter = runtime.interpreter_class(model_path=str(path), num_threads=threads)
                 interpreter.allocate_tensors()
             detail = interpreter.get_input_details()[0]
             spec = tensor_spec(detail)
             interpreter.set_tensor(detail["index"], quantize(np.zeros(spec.shape, np.float32), spec))
-            for _ in range(10):
-                interpreter.invoke()
-            start = time.perf_counter()
-            timings = []
-            while time.perf_counter() - start < 0.4 or len(timings) < 20:
-                begin = time.perf_counter_ns()
-                interpreter.invoke()
-                timings.append(time.perf_counter_ns() - begin)
+            _, timings = time_invokes(interpreter.invoke, warmup=10, min_seconds=0.4)
             round_p50[label] = float(np.median(timings)) / 1e6
             p50s[label].append(round_p50[label])
         ratios.append(round_p50["unpruned"] / round_p50["pruned"])
@@ -166,12 +161,13 @@ def paired_latency(unpruned: Path, pruned: Path, threads: int, rounds: int) -> d
 def tflite_zeros_per_layer(path: Path) -> list[tuple[str, str, float]]:
     """(operator, weight tensor, share of zeros) for each Conv/FC operator of a converted model."""
     from edgekit.runtime.inspect_model import plain_interpreter
+    from edgekit.runtime.interpreter import ops_details
 
     interpreter = plain_interpreter(path)
     interpreter.allocate_tensors()
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     rows = []
-    for op in interpreter._get_ops_details():
+    for op in ops_details(interpreter):
         if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
             index = int(op["inputs"][1])
             weights = interpreter.get_tensor(index)
@@ -186,9 +182,12 @@ def issue_facts(mobilenet: dict[str, Path]) -> dict[str, Any]:
     import tensorflow as tf
 
     from edgekit.conversion.load import load_model
-    from edgekit.conversion.prune import PruneSettings, interleaved_p50, kernel_layers, prune_model
+    from edgekit.conversion.prune import PruneSettings
+    from edgekit.conversion.prune.compare import interleaved_p50
+    from edgekit.conversion.prune.magnitude import kernel_layers
+    from edgekit.conversion.prune.model import prune_model
     from edgekit.conversion.quantize import convert_saved_model, saved_model_dir
-    from edgekit.runtime.interpreter import find_runtime
+    from edgekit.runtime.interpreter import find_runtime, ops_details
 
     source = load_model(mobilenet["model"])
     calibration = (np.load(mobilenet["calibration"])["x"][:32].astype(np.float32) - 127.5) / 127.5
@@ -209,16 +208,16 @@ def issue_facts(mobilenet: dict[str, Path]) -> dict[str, Any]:
                         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                         converter.inference_input_type = tf.int8
                         converter.inference_output_type = tf.int8
-                    with quiet_fds():
+                    with quiet_native_output():
                         contents[f"sparsity-{mode}"] = bytes(converter.convert())
     runtime = find_runtime()
     for label, content in contents.items():
         entry: dict[str, Any] = {"bytes": len(content), "gzip_bytes": len(gzip.compress(content, 9, mtime=0))}
         try:
-            with quiet_fds():
+            with quiet_native_output():
                 interpreter = runtime.interpreter_class(model_content=content, num_threads=1)
                 interpreter.allocate_tensors()
-            ops = interpreter._get_ops_details()
+            ops = ops_details(interpreter)
             entry["loads"] = True
             entry["delegated"] = any(op["op_name"] == "DELEGATE" for op in ops)
         except (RuntimeError, ValueError) as exc:
@@ -230,7 +229,7 @@ def issue_facts(mobilenet: dict[str, Path]) -> dict[str, Any]:
         for label in ("pruned-int8", "sparsity-int8", "pruned-dynamic", "sparsity-dynamic")
         if facts[label]["loads"]
     ]
-    with quiet_fds():
+    with quiet_native_output():
         p50 = interleaved_p50([contents[label] for label in timed], 1, seconds=4.0)
     for label, value in zip(timed, p50):
         facts[label]["p50_ms"] = value

@@ -1,129 +1,29 @@
-"""When int8 goes wrong: layer-by-layer quantization error, and int8 models that keep their worst layers
-in float.
-
-TFLite's QuantizationDebugger (`tf.lite.experimental.QuantizationDebugger`) calibrates the model once and
-builds a debug model in which every quantized op runs next to its float twin, fed the same (quantized)
-inputs, joined by a NumericVerify op. So the difference at each op is the error that op's quantization
-*adds*, not the error accumulated upstream. The same calibrated model then yields int8 models with
-chosen ops left in float (`denylisted_nodes`), without calibrating again.
-
-Keeping a layer in float keeps its *output* in float: the error the debugger charges to an op includes
-quantizing its output tensor, so the ops that read that tensor run in float too (through any op that
-merely passes the tensor's quantization on, like pooling or a reshape). Without that, a float layer
-hands its output to a quantized reader, which quantizes it with the same ruinous range.
-
-The ranking metric is the per-channel error: for every output channel, RMS quantization error over RMS
-value, capped at 1 (a channel quantized to nothing), averaged over channels. TFLite's usual
-`rmse / scale` cannot see the classic failure, a tensor whose few outlier channels stretch the
-quantization range until every ordinary channel rounds to zero: its error is a textbook 0.29 steps,
-but the steps are huge. A whole-tensor relative error misses it too (the outliers dominate the norm).
-"""
+"""`edgekit debug`: where int8 quantization hurts a model, layer by layer, worst first, and which layers
+to keep in float when the int8 model misses the thresholds."""
 
 from __future__ import annotations
 
 import os
-import re
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from edgekit.conversion.quantize import make_converter, run_converter
-from edgekit.conversion.quiet import import_tensorflow, quiet_native_output
-from edgekit.conversion.verify import Thresholds, Verdict
+from edgekit import defaults
+from edgekit.conversion.keep_float import KeepFloatResult, MixedModel, search_keep_float
+from edgekit.conversion.layer_errors import DEBUG_SAMPLES, LayerError, QuantizationDebug, debug_samples
+from edgekit.conversion.load import load_inputs
+from edgekit.conversion.quantize import saved_model_dir
+from edgekit.conversion.quiet import quiet_warnings
+from edgekit.conversion.recipe import ConvertOptions
+from edgekit.conversion.verify import (
+    Thresholds,
+    Verdict,
+    judge_content,
+    require_labels_for_accuracy_gate,
+    verification_set,
+)
 from edgekit.errors import InputError
 
-DEBUG_SAMPLES = 50  # inputs the layer statistics are averaged over
-MAX_KEEP_FLOAT_STEPS = 8  # --auto-keep-float tries at most this many worst layers
-NEGLIGIBLE_ERROR = 1e-3  # layers below this (pooling, reshapes) are never worth keeping in float
-SUSPECT_ERROR = 0.2  # a layer losing a fifth of its channels' signal is worth a look
-_VERIFY_OP = "NumericVerify"
-
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class LayerError:
-    """How much error quantizing one op adds, measured on the debug samples."""
-
-    layer: str  # the Keras layer it comes from ("" when the graph does not say)
-    op: str  # TFLite operator, e.g. CONV_2D
-    tensor: str  # the op's output tensor in the TFLite graph: what --keep-float names underneath
-    channel_error: float  # mean over channels of min(1, RMS error / RMS value)
-    rmse: float
-    rmse_over_scale: float  # TFLite's metric: ~0.29 is ideal rounding error
-    max_abs_error: float
-    scale: float
-    value_range: float  # what the int8 grid spans: 255 * scale
-    readers: tuple[str, ...] = ()  # tensors of the ops that read this op's output (they stay float with it)
-
-    @property
-    def name(self) -> str:
-        return self.layer or self.tensor
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "op": self.op,
-            "tensor": self.tensor,
-            "channel_error": round(self.channel_error, 5),
-            "rmse": float(f"{self.rmse:.6g}"),
-            "rmse_over_scale": round(self.rmse_over_scale, 4),
-            "max_abs_error": float(f"{self.max_abs_error:.6g}"),
-            "scale": float(f"{self.scale:.6g}"),
-            "range": float(f"{self.value_range:.6g}"),
-            "suspect": self.channel_error >= SUSPECT_ERROR,
-            "readers": list(self.readers),
-        }
-
-
-@dataclass(frozen=True)
-class MixedModel:
-    """An int8 model with `layers` kept in float, and how it fares on the verification set."""
-
-    layers: tuple[str, ...]
-    content: bytes = field(repr=False)
-    verdict: Verdict
-    float_layers: tuple[str, ...] = ()  # `layers` and the layers reading their outputs
-
-    @property
-    def bytes(self) -> int:
-        return len(self.content)
-
-    def to_dict(self) -> dict[str, Any]:
-        accuracy = self.verdict.accuracy
-        return {
-            "keep_float": list(self.layers),
-            "float_layers": list(self.float_layers),
-            "bytes": self.bytes,
-            "agreement": self.verdict.fidelity.top1_agreement,
-            "cosine": round(self.verdict.fidelity.cosine, 6),
-            "accuracy": None if accuracy is None else accuracy.to_dict(),
-            "passed": self.verdict.passed,
-            "problems": list(self.verdict.problems),
-        }
-
-
-@dataclass(frozen=True)
-class KeepFloatResult:
-    """The outcome of --keep-float / --auto-keep-float: the model chosen, the plain int8 it replaces,
-    and (for the automatic search) every attempt in order."""
-
-    how: str  # "requested" or "auto"
-    chosen: MixedModel
-    int8: MixedModel
-    steps: tuple[MixedModel, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "how": self.how,
-            "layers": list(self.chosen.layers),
-            "mixed": self.chosen.to_dict(),
-            "int8": self.int8.to_dict(),
-            "steps": [s.to_dict() for s in self.steps],
-        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +40,9 @@ class DebugReport:
 
     @property
     def suspects(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(layer.name for layer in self.layers if layer.channel_error >= SUSPECT_ERROR))
+        return tuple(
+            dict.fromkeys(layer.name for layer in self.layers if layer.channel_error >= defaults.SUSPECT_ERROR)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,302 +57,14 @@ class DebugReport:
         }
 
 
-class QuantizationDebug:
-    """One int8 calibration of a model under TFLite's QuantizationDebugger: per-layer errors, and int8
-    models with chosen layers kept in float."""
-
-    def __init__(self, export_dir: Path, calibration: np.ndarray, keras_model: Any = None, verbose: bool = False):
-        tf = import_tensorflow()
-        self._tf = tf
-        self._verbose = verbose
-        converter = make_converter(export_dir, "int8", calibration)
-
-        def build() -> Any:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # it builds a tf.lite.Interpreter, which warns it is deprecated
-                return tf.lite.experimental.QuantizationDebugger(converter=converter)
-
-        self.debugger = run_converter(build, "int8 (quantization debugger)", verbose)
-        self._layer_names = keras_layer_names(keras_model)
-        self._errors: list[LayerError] | None = None
-
-    def layer_errors(self, samples: np.ndarray) -> list[LayerError]:
-        """Per-op quantization error on `samples`, worst first."""
-        if self._errors is None:
-            self._errors = sorted(self._measure(samples), key=lambda e: e.channel_error, reverse=True)
-        return self._errors
-
-    def quantize(self, keep_float: Sequence[str] = ()) -> bytes:
-        """An int8 model (int8 input and output) with the ops producing `keep_float` tensors left in float."""
-        options = self._tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(keep_float) or None, fully_quantize=True
-        )
-
-        def build() -> bytes:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.debugger.options = options  # rebuilds the debug model and its (deprecated) interpreter
-                return bytes(self.debugger.get_nondebug_quantized_model())
-
-        return run_converter(build, "int8 with float layers", self._verbose)
-
-    def _measure(self, samples: np.ndarray) -> list[LayerError]:
-        tf = self._tf
-        with warnings.catch_warnings(), quiet_native_output(self._verbose):
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            # Preserve every tensor: the float twins' outputs are intermediate tensors the interpreter
-            # would otherwise reuse (the debugger's own direct-compare path reads them without it).
-            interpreter = tf.lite.Interpreter(
-                model_content=self.debugger.quant_model,
-                experimental_preserve_all_tensors=True,
-                experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
-            interpreter.allocate_tensors()
-        ops = interpreter._get_ops_details()
-        tensors = {int(d["index"]): d for d in interpreter.get_tensor_details()}
-        producer = {int(t): op for op in ops for t in op["outputs"]}
-        verify_ops = [op for op in ops if op["op_name"] == _VERIFY_OP]
-        if not verify_ops:
-            raise InputError("the quantization debugger found no quantized layers in this model")
-        stats = {int(op["index"]): _ChannelStats() for op in verify_ops}
-        input_detail = interpreter.get_input_details()[0]
-        for sample in samples:
-            x = sample[None]
-            if np.dtype(input_detail["dtype"]) != np.float32:
-                scale, zero_point = input_detail["quantization"]
-                x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(input_detail["dtype"])
-            interpreter.set_tensor(input_detail["index"], x)
-            interpreter.invoke()
-            for op in verify_ops:
-                quantized, reference = (int(i) for i in op["inputs"][:2])
-                scale, zero_point = tensors[quantized]["quantization"]
-                values = (interpreter.get_tensor(quantized).astype(np.float64) - zero_point) * scale
-                stats[int(op["index"])].add(interpreter.get_tensor(reference).astype(np.float64), values)
-        verified = {
-            int(op["inputs"][0]): verified_tensor_name(str(tensors[int(op["outputs"][0])]["name"])) for op in verify_ops
-        }
-        errors = []
-        for op in verify_ops:
-            quantized = int(op["inputs"][0])
-            scale = float(tensors[quantized]["quantization"][0])
-            name = verified_tensor_name(str(tensors[int(op["outputs"][0])]["name"]))
-            source_op = producer.get(quantized)
-            s = stats[int(op["index"])]
-            errors.append(
-                LayerError(
-                    layer=self._layer_of(name, source_op, tensors, producer),
-                    op=str(source_op["op_name"]) if source_op else "",
-                    tensor=name,
-                    channel_error=s.channel_error(),
-                    rmse=s.rmse(),
-                    rmse_over_scale=s.rmse() / scale if scale else 0.0,
-                    max_abs_error=s.max_abs,
-                    scale=scale,
-                    value_range=255.0 * scale,
-                    readers=readers_of(quantized, ops, tensors, verified),
-                )
-            )
-        return errors
-
-    def _layer_of(self, tensor: str, op: Any, tensors: dict[int, Any], producer: dict[int, Any]) -> str:
-        """The Keras layer an op belongs to; ops the graph names only by position (the final softmax)
-        take the layer of the op that feeds them."""
-        layer = layer_name(tensor, self._layer_names)
-        hops = 0
-        while not layer and op is not None and op["inputs"].size and hops < 3:
-            upstream = int(op["inputs"][0])
-            op = producer.get(upstream)
-            layer = layer_name(str(tensors[upstream]["name"]), self._layer_names) if upstream in tensors else ""
-            hops += 1
-        return layer
-
-
-def readers_of(tensor: int, ops: Sequence[Any], tensors: dict[int, Any], verified: dict[int, str]) -> tuple[str, ...]:
-    """The quantized ops that read `tensor`, followed through ops that pass its quantization on unchanged
-    (same scale and zero point: pooling, reshapes), as the tensor names `denylisted_nodes` takes."""
-    found: list[str] = []
-    frontier = [tensor]
-    seen = {tensor}
-    while frontier:
-        current = frontier.pop()
-        for op in ops:
-            if current not in (int(i) for i in op["inputs"]):
-                continue
-            for out in (int(o) for o in op["outputs"]):
-                if out not in verified or out in seen:
-                    continue
-                seen.add(out)
-                found.append(verified[out])
-                if tuple(tensors[out]["quantization"]) == tuple(tensors[current]["quantization"]):
-                    frontier.append(out)
-    return tuple(found)
-
-
-class _ChannelStats:
-    """Running sums per output channel (last axis) of squared error and squared value."""
-
-    def __init__(self) -> None:
-        self.error_sq: np.ndarray | None = None
-        self.value_sq: np.ndarray | None = None
-        self.count = 0
-        self.max_abs = 0.0
-
-    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
-        channels = reference.shape[-1] if reference.ndim else 1
-        diff = (quantized - reference).reshape(-1, channels)
-        ref = reference.reshape(-1, channels)
-        if self.error_sq is None:
-            self.error_sq = np.zeros(channels)
-            self.value_sq = np.zeros(channels)
-        self.error_sq += (diff**2).sum(axis=0)
-        self.value_sq += (ref**2).sum(axis=0)
-        self.count += diff.shape[0]
-        self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
-
-    def rmse(self) -> float:
-        if self.error_sq is None or not self.count:
-            return 0.0
-        return float(np.sqrt(self.error_sq.sum() / (self.count * len(self.error_sq))))
-
-    def channel_error(self) -> float:
-        if self.error_sq is None or self.value_sq is None:
-            return 0.0
-        live = self.value_sq > 0  # channels that never carry a value (dead ReLUs) lose nothing
-        if not live.any():
-            return 0.0
-        ratio = np.sqrt(self.error_sq[live] / self.value_sq[live])
-        return float(np.minimum(ratio, 1.0).mean())
-
-
-def debug_samples(x: np.ndarray) -> np.ndarray:
-    """At most DEBUG_SAMPLES inputs spread over the verification set (which may be sorted by class)."""
-    from edgekit.conversion.calibration import evenly_spaced
-
-    return x[evenly_spaced(len(x), DEBUG_SAMPLES)]
-
-
-def verified_tensor_name(verify_output: str) -> str:
-    """The name `denylisted_nodes` takes for the op a NumericVerify output checks: its output tensor name
-    is `NumericVerify/<tensor>:<index>`, and the debug model appends one digit to `<tensor>` (the same
-    rule as the debugger's own CSV dump)."""
-    name = verify_output.rsplit(":", 1)[0]
-    if name.startswith(_VERIFY_OP + "/"):
-        name = name[len(_VERIFY_OP) + 1 :]
-    return name[:-1] if name and name[-1].isdigit() else name
-
-
-def keras_layer_names(model: Any) -> frozenset[str]:
-    """Every layer name in a Keras model, nested models included (empty for a SavedModel)."""
-    names: set[str] = set()
-    stack = list(getattr(model, "layers", None) or [])
-    while stack:
-        layer = stack.pop()
-        names.add(layer.name)
-        stack.extend(getattr(layer, "layers", None) or [])
-    return frozenset(names)
-
-
-def layer_name(tensor: str, known: frozenset[str]) -> str:
-    """The layer in a TFLite tensor name like `model_1/conv2_1/Relu;model_1/conv2_1/BiasAdd`: the export
-    scopes each layer as `<name>_<n>`. Without Keras layer names to match, the scope before the op."""
-    for part in tensor.split(";"):
-        segments = part.split("/")
-        for segment in segments[1:] if len(segments) > 1 else segments:
-            if segment in known:
-                return segment
-            base = re.sub(r"_\d+$", "", segment)
-            if base in known:
-                return base
-    if not known:
-        segments = tensor.split(";")[0].split("/")
-        if len(segments) >= 3:
-            return re.sub(r"_\d+$", "", segments[-2])
-    return ""
-
-
-def resolve_keep_float(names: Sequence[str], layers: Sequence[LayerError]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """--keep-float names (Keras layer names, or TFLite tensor names from the debug report) → (layer
-    names, tensors to keep in float). An unknown name is an error that lists the known ones."""
-    kept: list[str] = []
-    tensors: list[str] = []
-    for name in names:
-        matches = [layer for layer in layers if name in (layer.layer, layer.tensor)]
-        if not matches:
-            known = list(dict.fromkeys(layer.name for layer in layers if layer.layer))
-            raise InputError(
-                f"--keep-float {name}: no quantized layer of that name "
-                f"(layers, worst first: {', '.join(known[:12])}{' ...' if len(known) > 12 else ''})"
-            )
-        kept.append(name)
-        tensors.extend(t for m in matches for t in (m.tensor, *m.readers))
-    return tuple(dict.fromkeys(kept)), tuple(dict.fromkeys(tensors))
-
-
-def worst_layers(layers: Sequence[LayerError]) -> list[tuple[str, tuple[str, ...]]]:
-    """Layers worth keeping in float, worst first, each with the tensors that stay float with it (its
-    ops' and their readers')."""
-    groups: dict[str, list[LayerError]] = {}
-    for layer in layers:
-        groups.setdefault(layer.name, []).append(layer)
-    ranked = sorted(groups.items(), key=lambda item: max(e.channel_error for e in item[1]), reverse=True)
-    return [
-        (name, tuple(dict.fromkeys(t for e in errors for t in (e.tensor, *e.readers))))
-        for name, errors in ranked
-        if max(e.channel_error for e in errors) > NEGLIGIBLE_ERROR
-    ]
-
-
-def search_keep_float(
-    debug: QuantizationDebug,
-    layers: Sequence[LayerError],
-    judge_content: Callable[[bytes], Verdict],
-    int8: MixedModel,
-    max_steps: int = MAX_KEEP_FLOAT_STEPS,
-    progress: Progress | None = None,
-) -> KeepFloatResult:
-    """Keep the worst layer in float, then the two worst, ... until the model passes the thresholds
-    (at most `max_steps` layers). Kept layers are measured, never guessed: a layer can rank high only
-    because its input was already ruined upstream, and keeping both may be what it takes."""
-    steps: list[MixedModel] = []
-    candidates = worst_layers(layers)
-    for k in range(1, min(max_steps, len(candidates)) + 1):
-        names = tuple(name for name, _ in candidates[:k])
-        tensors = tuple(dict.fromkeys(t for _, group in candidates[:k] for t in group))
-        content = debug.quantize(tensors)
-        steps.append(MixedModel(names, content, judge_content(content), float_layers(tensors, layers)))
-        if progress:
-            progress(f"kept {k} layer(s) in float")
-        if steps[-1].verdict.passed:
-            break
-    passed = [s for s in steps if s.verdict.passed]
-    chosen = passed[0] if passed else max(steps, key=_score, default=int8)
-    return KeepFloatResult("auto", chosen, int8, tuple(steps))
-
-
-def float_layers(tensors: Sequence[str], layers: Sequence[LayerError]) -> tuple[str, ...]:
-    """The layer names of the tensors kept in float, for the report."""
-    by_tensor = {layer.tensor: layer.name for layer in layers}
-    return tuple(dict.fromkeys(by_tensor.get(t, t) for t in tensors))
-
-
-def _score(model: MixedModel) -> float:
-    """Best of several failing attempts: accuracy when labelled, else agreement, else cosine."""
-    verdict = model.verdict
-    if verdict.accuracy is not None:
-        return verdict.accuracy.converted
-    if verdict.fidelity.top1_agreement is not None:
-        return verdict.fidelity.top1_agreement
-    return verdict.fidelity.cosine
-
-
 def debug(
     model: str | os.PathLike[str],
     calibration: str | os.PathLike[str],
-    calibration_size: int = 300,
+    calibration_size: int = defaults.CALIBRATION_SIZE,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     eval_data: str | os.PathLike[str] | None = None,
-    eval_size: int = 500,
+    eval_size: int = defaults.EVAL_SIZE,
     labels: str | os.PathLike[str] | None = None,
     thresholds: Thresholds | None = None,
     search: bool = True,
@@ -459,45 +73,44 @@ def debug(
     progress: Progress | None = None,
 ) -> DebugReport:
     """Where int8 quantization hurts a model, layer by layer, worst first; when the int8 model misses the
-    thresholds, which layers to keep in float (the --auto-keep-float search)."""
-    from edgekit.bundle import TensorSpec
-    from edgekit.conversion.accuracy import load_eval_data
-    from edgekit.conversion.calibration import load_samples
-    from edgekit.conversion.load import load_model
-    from edgekit.conversion.pipeline import image_preprocess, read_labels
-    from edgekit.conversion.quantize import saved_model_dir
-    from edgekit.conversion.verify import judge_content, require_labels_for_accuracy_gate, verification_set
-
+    thresholds, which layers to keep in float (the --auto-keep-float search). `progress` is called with
+    a label after each step."""
     thresholds = thresholds or Thresholds()
-    source = load_model(model, unsafe=unsafe_load)
-    if source.kind == "tflite":
-        raise InputError(f"{source.path}: debugging quantization needs the float source model, not a .tflite")
-    preprocess = image_preprocess(source.input_shape, mean, std)
-    float_input = TensorSpec("input", (1, *[int(d or 1) for d in source.input_shape[1:]]), "float32")
-    classes = int(source.output_shape[-1]) if len(source.output_shape) == 2 and source.output_shape[-1] else None
-    label_list = read_labels(labels, classes)
-    samples = load_samples(calibration, float_input, preprocess, calibration_size)
-    evaluation = None
-    if eval_data is not None:
-        evaluation = load_eval_data(eval_data, float_input, preprocess, label_list, eval_size)
-    checks = verification_set(source, float_input, preprocess, samples, evaluation, classes)
-    require_labels_for_accuracy_gate(thresholds, checks)
-    with saved_model_dir(source, verbose) as export_dir:
-        session = QuantizationDebug(export_dir, samples, source.keras_model, verbose)
-    if progress:
-        progress("calibrated")
-    layers = session.layer_errors(debug_samples(checks.x))
-    if progress:
-        progress("measured layer errors")
+    recipe = ConvertOptions(
+        quantization="int8",
+        calibration=calibration,
+        calibration_size=calibration_size,
+        mean=mean,
+        std=std,
+        eval_data=eval_data,
+        eval_size=eval_size,
+        labels=labels,
+        unsafe_load=unsafe_load,
+        verbose=verbose,
+        **thresholds.to_dict(),
+    )
+    report = progress or (lambda label: None)
+    with quiet_warnings(verbose):
+        loaded = load_inputs(model, recipe)  # the same opening as convert
+        source = loaded.source
+        if source.kind == "tflite":
+            raise InputError(f"{source.path}: debugging quantization needs the float source model, not a .tflite")
+        checks = verification_set(source, loaded.inputs, loaded.calibration, loaded.evaluation)
+        require_labels_for_accuracy_gate(thresholds, checks)
+        with saved_model_dir(source, verbose) as export_dir:
+            debugger = QuantizationDebug(export_dir, loaded.calibration, source.keras_model, verbose)
+        report("calibrated")
+        layers = debugger.layer_errors(debug_samples(checks.x))
+        report("measured layer errors")
 
-    def judged(content: bytes) -> Verdict:
-        return judge_content(content, checks, thresholds, "int8")
+        def judged(content: bytes) -> Verdict:
+            return judge_content(content, checks, thresholds, "int8")
 
-    int8_content = session.quantize(())
-    int8 = MixedModel((), int8_content, judged(int8_content))
-    suggestion = None
-    if search and not int8.verdict.passed:
-        suggestion = search_keep_float(session, layers, judged, int8, progress=progress)
+        int8_content = debugger.quantize(())
+        int8 = MixedModel((), int8_content, judged(int8_content))
+        suggestion = None
+        if search and not int8.verdict.passed:
+            suggestion = search_keep_float(debugger, layers, judged, int8, progress=report)
     return DebugReport(
         model=str(model),
         samples=min(len(checks.x), DEBUG_SAMPLES),

@@ -1,5 +1,6 @@
 """Model file → SourceModel: a Keras 3 model (`.keras`, or legacy `.h5`), a SavedModel folder, or an
-existing `.tflite`, with its input/output signature.
+existing `.tflite`, with its input/output signature; and `load_inputs`, the opening every conversion
+(and `edgekit debug`) shares: the model, its input contract, the calibration and evaluation data.
 
 Keras files are loaded in safe mode: a file that carries Python code (a `Lambda` layer's bytecode,
 an arbitrary custom object) is refused unless the caller opts in with `unsafe=True` (`--unsafe-load`),
@@ -16,8 +17,12 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.bundle import sha256_file
+from edgekit.conversion.inputs import EVALUATION, ModelInputs, Samples, load_samples, model_inputs
 from edgekit.conversion.quiet import import_keras, import_tensorflow, quiet_native_output
+from edgekit.conversion.recipe import ConvertOptions
+from edgekit.conversion.tflite_model import TFLiteModel
 from edgekit.errors import InputError
+from edgekit.runtime.interpreter import ops_details
 
 PREDICT_BATCH = 32
 
@@ -50,6 +55,31 @@ class SourceModel:
         if self.quantization is not None:
             data["quantization"] = self.quantization
         return data
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to convert: the source, its input contract, and the user's data as model inputs."""
+
+    source: SourceModel
+    inputs: ModelInputs
+    calibration: np.ndarray | None  # --calibration, preprocessed once
+    evaluation: Samples | None  # --eval-data
+
+
+def load_inputs(model: str | os.PathLike[str], recipe: ConvertOptions) -> Loaded:
+    """The model, its input contract (preprocessing, classes, labels) and the calibration and
+    evaluation data, each loaded and preprocessed once."""
+    source = load_model(model, unsafe=recipe.unsafe_load)
+    inputs = model_inputs(source.input_shape, source.output_shape, recipe.mean, recipe.std, recipe.labels)
+    tensor, preprocess = inputs.tensor, inputs.preprocess
+    calibration = None
+    if recipe.calibration is not None:
+        calibration = load_samples(recipe.calibration, tensor, preprocess, recipe.calibration_size).x
+    evaluation = None
+    if recipe.eval_data is not None:
+        evaluation = load_samples(recipe.eval_data, tensor, preprocess, recipe.eval_size, inputs.labels, EVALUATION)
+    return Loaded(source, inputs, calibration, evaluation)
 
 
 def model_kind(path: Path) -> str:
@@ -185,8 +215,6 @@ def _load_saved_model(path: Path) -> SourceModel:
 
 def _load_tflite(path: Path) -> SourceModel:
     """An already-converted model: re-bundled as it is, checked with the interpreter `edgekit run` uses."""
-    from edgekit.conversion.verify import TFLiteModel
-
     content = path.read_bytes()
     model = TFLiteModel(content, where=str(path))
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -212,7 +240,7 @@ def tflite_quantization(model: Any) -> str:
     int16x8, in int8 → int8; float activations with float16 weights → float16, with int8 weights →
     dynamic; else float32."""
     interpreter = model.interpreter
-    ops = interpreter._get_ops_details()
+    ops = ops_details(interpreter)
     details = {int(d["index"]): np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
     produced = {int(i) for op in ops for i in op["outputs"]}
     consumed = {int(i) for op in ops for i in op["inputs"] if int(i) >= 0}

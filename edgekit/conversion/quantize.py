@@ -1,11 +1,14 @@
-"""QuantMode → TFLiteConverter settings → `.tflite` bytes."""
+"""QuantMode → TFLiteConverter settings → `.tflite` bytes: each mode converted once from one export,
+however many targets share it."""
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -105,3 +108,42 @@ def convert_saved_model(
     """Convert a SavedModel with the settings of one quantization mode."""
     converter = make_converter(export_dir, mode, calibration if mode in CALIBRATED_MODES else None, on_sample)
     return bytes(run_converter(converter.convert, mode, verbose))
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One mode's `.tflite` bytes, not yet verified."""
+
+    mode: str
+    content: bytes = field(repr=False)
+    seconds: float
+
+
+def convert_modes(
+    export_dir: Path,
+    modes: Sequence[str],
+    calibration: np.ndarray | None,
+    verbose: bool = False,
+    keep_going: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Converted], dict[str, str]]:
+    """Each mode converted once: (mode → conversion, mode → why it could not be converted). Without
+    `keep_going` the first failure raises; with it (--quantize auto) a failure is a reason."""
+    converted: dict[str, Converted] = {}
+    failures: dict[str, str] = {}
+    for mode in modes:
+        if mode in CALIBRATED_MODES and calibration is None:
+            failures[mode] = f"{mode} needs --calibration data"
+            continue
+        start = time.perf_counter()
+        try:
+            content = convert_saved_model(export_dir, mode, calibration, verbose)
+        except ConversionError as exc:
+            if not keep_going:
+                raise
+            failures[mode] = str(exc)
+        else:
+            converted[mode] = Converted(mode, content, time.perf_counter() - start)
+        if progress:
+            progress(f"converted {mode}")
+    return converted, failures

@@ -3,9 +3,10 @@
 Which mode is fastest is not a table lookup: under XNNPACK on x86, float16 and dynamic-range models are
 size optimizations that run no faster than float32 (dynamic-range runs slower), int8 runs about twice as
 fast on a MobileNet but not on a tiny model where invoke overhead dominates, and int16x8 runs on
-reference kernels. So every candidate is timed, through the same Session and `time_invokes` that
-`edgekit run` uses, with the target's thread count (capped at this machine's cores). Candidates are timed
-in interleaved rounds, so a burst of load on a shared machine hits all of them rather than one.
+reference kernels. So every candidate is timed, through real bundles opened by the same Session that
+`edgekit run` uses, with the target's thread count (capped at this machine's cores), in the one timing
+loop (`runtime.timing`). Candidates are timed in alternating bursts, so a burst of load on a shared
+machine hits all of them rather than one.
 
 Ranking: lowest median (p50) invoke latency among the modes that pass the checks; modes within
 TIE_TOLERANCE of the fastest count as tied, and the smallest model wins a tie.
@@ -15,24 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.bundle import open_bundle
-from edgekit.conversion.verify import Verdict
+from edgekit.bundle import Preprocess, open_bundle
+from edgekit.conversion.bundling import write_bundle
+from edgekit.conversion.verify import ModeConversion, Verdict, faithfulness
 from edgekit.runtime.preprocess import quantize
-from edgekit.runtime.session import Session, time_invokes
+from edgekit.runtime.session import Session
 from edgekit.runtime.stats import LatencyStats
+from edgekit.runtime.timing import time_interleaved
 from edgekit.targets import Target
 
 TIE_TOLERANCE = 0.05  # p50 within 5% of the fastest: a tie on a shared machine's noise
-ROUNDS = 3
-ROUND_SECONDS = 0.25  # timed invokes per candidate per round
-MIN_REPEAT = 5
-MAX_REPEAT = 200
+SECONDS_PER_CANDIDATE = 0.75  # timed invokes per (mode, thread count), in alternating bursts
+MIN_RUNS = 15
+MAX_RUNS = 600
 WARMUP = 3
 
 
@@ -83,33 +86,54 @@ def machine_threads(target: Target) -> int:
 
 
 def measure_latencies(
-    bundles: Mapping[str, Path],
-    thread_counts: Sequence[int],
-    sample: np.ndarray,
-    progress: Callable[[str], None] | None = None,
+    bundles: Mapping[str, Path], thread_counts: Sequence[int], sample: np.ndarray
 ) -> dict[tuple[str, int], LatencyStats]:
-    """Invoke latency of each bundle (mode → folder) at each thread count, timed in interleaved rounds
+    """Invoke latency of each bundle (mode → folder) at each thread count, timed in alternating bursts
     on one real input `sample` (float32, one sample without the batch axis)."""
-    timings: dict[tuple[str, int], list[np.ndarray]] = {}
     with contextlib.ExitStack() as stack:
         sessions = {}
         for mode, path in bundles.items():
             opened = stack.enter_context(open_bundle(path))
             for threads in sorted(set(thread_counts)):
-                sessions[(mode, threads)] = Session(opened, threads=threads)
-        tensors = {key: quantize(sample[None].astype(np.float32), s.input_spec) for key, s in sessions.items()}
-        repeats = {}
-        for key, session in sessions.items():
-            first = time_invokes(session, tensors[key], WARMUP, MIN_REPEAT)
-            seconds = float(np.median(first)) / 1e9
-            repeats[key] = int(np.clip(ROUND_SECONDS / max(seconds, 1e-9), MIN_REPEAT, MAX_REPEAT))
-            timings[key] = []
-        for round_index in range(ROUNDS):
-            for key, session in sessions.items():
-                timings[key].append(time_invokes(session, tensors[key], 1, repeats[key]))
-            if progress:
-                progress(f"timed round {round_index + 1}/{ROUNDS}")
-    return {key: LatencyStats.from_ns(np.concatenate(parts)) for key, parts in timings.items()}
+                session = Session(opened, threads=threads)
+                session.set_input(quantize(sample[None].astype(np.float32), session.input_spec))
+                sessions[(mode, threads)] = session
+        keys = list(sessions)
+        timings = time_interleaved(
+            [sessions[key].interpreter.invoke for key in keys],
+            SECONDS_PER_CANDIDATE * len(keys),
+            min_runs=MIN_RUNS,
+            max_runs=MAX_RUNS,
+            warmup=WARMUP,
+        )
+    return {key: LatencyStats.from_ns(series) for key, series in zip(keys, timings)}
+
+
+def choose_modes(
+    targets: Sequence[Target],
+    conversions: Mapping[str, ModeConversion],
+    failures: Mapping[str, str],
+    sample: np.ndarray,
+    name: str,
+    preprocess: Preprocess | None,
+    is_classifier: bool,
+    allow_degraded: bool,
+) -> tuple[dict[str, str | None], dict[str, tuple[Candidate, ...]]]:
+    """--quantize auto: time every converted mode once per thread count (through real bundles and the
+    device's Session, on one real input `sample`), then choose per target."""
+    trials = {m: Trial(m, len(c.content), c.verdict) for m, c in conversions.items()}
+    trials.update({m: Trial(m, None, None, failure) for m, failure in failures.items()})
+    with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
+        bundles = {}
+        for mode, conversion in conversions.items():
+            bundles[mode] = Path(tmp) / mode
+            write_bundle(bundles[mode], name, targets[0], conversion, preprocess, None, is_classifier, {}, False)
+        latencies = measure_latencies(bundles, [machine_threads(t) for t in targets], sample)
+    plan: dict[str, str | None] = {}
+    candidates = {}
+    for target in targets:
+        plan[target.name], candidates[target.name] = choose_mode(target, trials, latencies, allow_degraded)
+    return plan, candidates
 
 
 def choose_mode(
@@ -162,19 +186,9 @@ def choose_mode(
     elif allow_degraded:
         converted = [r for r in rows.values() if r["p50_ms"] is not None and trials[r["mode"]].verdict]
         if converted:
-            chosen = max(converted, key=lambda r: _faithfulness(trials[r["mode"]].verdict))
+            chosen = max(converted, key=lambda r: faithfulness(trials[r["mode"]].verdict))
             chosen["reason"] = f"--allow-degraded: the most faithful mode, though it {chosen['reason']}"
     for row in rows.values():
         row.setdefault("reason", "not measured")
     candidates = tuple(Candidate(**row, chosen=row is chosen) for row in rows.values())
     return (chosen["mode"] if chosen else None), candidates
-
-
-def _faithfulness(verdict: Verdict | None) -> float:
-    if verdict is None:
-        return float("-inf")
-    if verdict.accuracy is not None:
-        return verdict.accuracy.converted
-    if verdict.fidelity.top1_agreement is not None:
-        return verdict.fidelity.top1_agreement
-    return verdict.fidelity.cosine

@@ -1,31 +1,26 @@
-"""Compare a converted model with its source on the same inputs, and judge it against thresholds:
-how faithful is the conversion, and is it good enough to ship?"""
+"""Verification, in one place: compare a converted model with its source on the same inputs, judge it
+against the thresholds, and refuse to write bundles that miss them.
+
+Every conversion (plain, mixed int8, an existing `.tflite`) is run with the device's interpreter on
+one verification set; the comparison is a running sum over the outputs, one sample at a time."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.bundle import Preprocess, TensorSpec
-from edgekit.conversion.accuracy import Accuracy, EvalData, top1_accuracy
-from edgekit.conversion.calibration import evenly_spaced
-from edgekit.conversion.quiet import quiet_native_output
-from edgekit.errors import ConversionError, EdgekitError, InputError, UsageError
-from edgekit.runtime.inspect_model import tensor_spec
-from edgekit.runtime.interpreter import check_tflite_header, find_runtime
-from edgekit.runtime.preprocess import dequantize, quantize
+from edgekit import defaults
+from edgekit.bundle import TensorSpec
+from edgekit.conversion.accuracy import Accuracy, output_accuracy
+from edgekit.conversion.inputs import ModelInputs, Samples, evenly_spaced, synthetic_samples
+from edgekit.conversion.recipe import check_thresholds
+from edgekit.conversion.tflite_model import TFLiteModel
+from edgekit.errors import CheckFailed, FidelityError, InputError, UsageError
 
-# A classifier whose top-1 answer changes on more than 1 input in 10 is broken, not "slightly off";
-# cosine below 0.98 means outputs that no longer point the same way. Both are flags (--min-agreement,
-# --min-cosine) because some models legitimately sit closer to the edge.
-DEFAULT_MIN_AGREEMENT = 0.90
-DEFAULT_MIN_COSINE = 0.98
 CHECK_SAMPLES = 200  # calibration inputs reused for the fidelity check
 SYNTHETIC_SAMPLES = 32
-INT16_OVERFLOW = "no_integer_overflow_from_quantization"
 
 
 @dataclass(frozen=True)
@@ -68,17 +63,12 @@ class Fidelity:
 class Thresholds:
     """What a conversion must reach to be shipped: fidelity always, accuracy when labels are given."""
 
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    min_cosine: float = DEFAULT_MIN_COSINE
+    min_agreement: float = defaults.MIN_AGREEMENT
+    min_cosine: float = defaults.MIN_COSINE
     max_accuracy_drop: float | None = None  # percentage points
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.min_agreement <= 1.0:
-            raise InputError(f"--min-agreement must be between 0 and 1, got {self.min_agreement}")
-        if not -1.0 <= self.min_cosine <= 1.0:
-            raise InputError(f"--min-cosine must be between -1 and 1, got {self.min_cosine}")
-        if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 100.0:
-            raise InputError(f"--max-accuracy-drop is in percentage points (0-100), got {self.max_accuracy_drop}")
+        check_thresholds(self.min_agreement, self.min_cosine, self.max_accuracy_drop)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +103,7 @@ class VerificationSet:
         if self.labels is None or not self.is_classifier:
             return None
         outputs = self.reference if self.accuracy_reference is None else self.accuracy_reference
-        return top1_accuracy(outputs, self.labels)
+        return output_accuracy(outputs, self.labels)
 
     def to_dict(self) -> dict[str, Any]:
         accuracy = self.source_accuracy
@@ -142,96 +132,83 @@ class Verdict:
         return not self.problems
 
 
-class TFLiteModel:
-    """A `.tflite` model in memory, run with the same interpreter `edgekit run` uses."""
+@dataclass(frozen=True)
+class ModeConversion:
+    """One `.tflite` conversion and its verdict, shared by every target that wants this mode."""
 
-    def __init__(self, content: bytes, threads: int = 1, where: str | None = None, mode: str | None = None):
-        check_tflite_header(content[:8], where or "converted model")
-        runtime = find_runtime()
-        try:
-            with quiet_native_output():  # LiteRT announces its XNNPACK delegate on stderr
-                self.interpreter = runtime.interpreter_class(model_content=content, num_threads=threads)
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise load_error(exc, f"{runtime.name} {runtime.version}", where, mode) from None
-        self.input = tensor_spec(self.interpreter.get_input_details()[0])
-        self.output = tensor_spec(self.interpreter.get_output_details()[0])
-        self._in = self.interpreter.get_input_details()[0]["index"]
-        self._out = self.interpreter.get_output_details()[0]["index"]
+    mode: str
+    content: bytes
+    seconds: float
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    fidelity: Fidelity
+    verdict: Verdict | None = None
+    keep_float: tuple[str, ...] = ()  # int8 with these layers (and their readers) in float
+    float_layers: tuple[str, ...] = ()
 
     @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(tensor_spec(d) for d in self.interpreter.get_input_details())
+    def accuracy(self) -> Accuracy | None:
+        return self.verdict.accuracy if self.verdict else None
 
     @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(tensor_spec(d) for d in self.interpreter.get_output_details())
-
-    def predict(self, samples: np.ndarray) -> np.ndarray:
-        """Float outputs for a float32 batch, one invoke per sample (the model's batch is 1)."""
-        results = []
-        for sample in samples:
-            self.interpreter.set_tensor(self._in, quantize(sample[None], self.input))
-            self.interpreter.invoke()
-            results.append(dequantize(self.interpreter.get_tensor(self._out), self.output)[0])
-        return np.stack(results)
-
-
-def load_error(exc: BaseException, runtime: str, where: str | None, mode: str | None) -> EdgekitError:
-    """The interpreter's refusal as one line; int16x8's overflow refusal explained, not just quoted."""
-    message = " ".join(str(exc).split())
-    node = re.search(r"Node number (\d+) \((\w+)\)", message)
-    at = f" at node {node.group(1)} ({node.group(2)})" if node else ""
-    if INT16_OVERFLOW in message:
-        return ConversionError(
-            f"{mode or 'the model'}: {runtime} refuses the converted model when allocating it{at}: an activation "
-            f"range is so close to zero that its quantization overflows ({INT16_OVERFLOW}). The model has vanishing "
-            "activations (dead or untrained layers); use int8 or float16 for it"
-        )
-    if where is not None:
-        return InputError(f"{where}: {runtime} cannot load this model: {message[:300]}")
-    return ConversionError(f"{mode or 'converted'} model: {runtime} cannot load it: {message[:300]}")
+    def problems(self) -> tuple[str, ...]:
+        return self.verdict.problems if self.verdict else ()
 
 
 def compare_outputs(
     reference: np.ndarray,
-    converted: np.ndarray,
+    converted: Iterable[np.ndarray],
     classifier: bool,
     synthetic: bool,
     output: str = "",
     reference_kind: str = "source",
-) -> Fidelity:
+    labels: np.ndarray | None = None,
+) -> tuple[Fidelity, float | None]:
+    """Fidelity of `converted` outputs (an array, or one output at a time) against `reference`, as
+    running sums; with `labels`, also the converted outputs' top-1 accuracy."""
     ref = reference.reshape(len(reference), -1).astype(np.float64)
-    out = converted.reshape(len(converted), -1).astype(np.float64)
-    error = np.abs(ref - out)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    with np.errstate(invalid="ignore"):  # NaN/inf outputs give a NaN cosine, which judge() refuses
-        cosine = np.where(norms > 0, (ref * out).sum(axis=1) / np.maximum(norms, 1e-30), 1.0)
-    agreement = float((ref.argmax(axis=1) == out.argmax(axis=1)).mean()) if classifier else None
-    return Fidelity(
-        len(ref),
-        float(error.max()),
-        float(error.mean()),
-        float(cosine.mean()),
-        agreement,
+    max_error = error_sum = cosine_sum = 0.0
+    agree = correct = count = 0
+    finite = True
+    for row, out in zip(ref, converted):
+        out = np.asarray(out, dtype=np.float64).reshape(-1)
+        error = np.abs(row - out)
+        finite = finite and bool(np.isfinite(error).all())
+        max_error = max(max_error, float(error.max()))
+        error_sum += float(error.sum())
+        norm = float(np.linalg.norm(row) * np.linalg.norm(out))
+        with np.errstate(invalid="ignore"):  # NaN/inf outputs give a NaN cosine, which judge() refuses
+            cosine_sum += float(row @ out) / max(norm, 1e-30) if norm > 0 else 1.0
+        agree += int(row.argmax() == out.argmax())
+        if labels is not None:
+            correct += int(out.argmax() == labels[count])
+        count += 1
+    fidelity = Fidelity(
+        count,
+        max_error if finite else float("nan"),
+        error_sum / max(count * ref.shape[1], 1),
+        cosine_sum / max(count, 1),
+        agree / count if classifier and count else None,
         synthetic,
         output,
         reference_kind,
     )
+    return fidelity, (correct / count if labels is not None and count else None)
 
 
-def judge(outputs: np.ndarray, checks: VerificationSet, thresholds: Thresholds) -> Verdict:
+def judge(outputs: Iterable[np.ndarray], checks: VerificationSet, thresholds: Thresholds) -> Verdict:
     """Fidelity and accuracy of converted outputs on the verification set, and the thresholds they miss.
 
     Top-1 agreement is not judged on synthetic (random) inputs: their near-tied scores flip under
     harmless rounding, so only cosine similarity is."""
-    fidelity = compare_outputs(
-        checks.reference, outputs, checks.is_classifier, checks.synthetic, checks.output, checks.reference_kind
+    source_accuracy = checks.source_accuracy
+    labels = checks.labels if source_accuracy is not None else None
+    fidelity, converted_accuracy = compare_outputs(
+        checks.reference, outputs, checks.is_classifier, checks.synthetic, checks.output, checks.reference_kind, labels
     )
     accuracy = None
-    source_accuracy = checks.source_accuracy
-    if source_accuracy is not None and checks.labels is not None:
-        accuracy = Accuracy(source_accuracy, top1_accuracy(outputs, checks.labels), len(checks.labels))
+    if source_accuracy is not None and converted_accuracy is not None:
+        accuracy = Accuracy(source_accuracy, converted_accuracy, len(checks.labels))
     problems = []
     if not fidelity.finite:
         problems.append("the converted model's outputs hold NaN or infinity")
@@ -249,16 +226,31 @@ def judge(outputs: np.ndarray, checks: VerificationSet, thresholds: Thresholds) 
     return Verdict(fidelity, accuracy, tuple(problems))
 
 
+def judge_content(content: bytes, checks: VerificationSet, thresholds: Thresholds, mode: str) -> Verdict:
+    """Load a converted model with the device's interpreter, run the verification set, judge it."""
+    return judge(TFLiteModel(content, mode=mode).each_output(checks.x), checks, thresholds)
+
+
+def verify_conversion(
+    mode: str, content: bytes, seconds: float, checks: VerificationSet, thresholds: Thresholds
+) -> ModeConversion:
+    """A converted model with its verdict: run on the verification set with the interpreter `edgekit run` uses."""
+    converted = TFLiteModel(content, mode=mode)
+    verdict = judge(converted.each_output(checks.x), checks, thresholds)
+    return ModeConversion(mode, content, seconds, converted.inputs, converted.outputs, verdict.fidelity, verdict)
+
+
 def verification_set(
     source: Any,
-    float_input: TensorSpec,
-    preprocess: Preprocess | None,
+    inputs: ModelInputs,
     calibration: np.ndarray | None,
-    evaluation: EvalData | None,
-    classes: int | None,
+    evaluation: Samples | None,
+    unpruned: Any = None,
 ) -> VerificationSet:
     """What every conversion is checked on: --eval-data when given, else the calibration inputs, else
-    random inputs in the model's input range (fidelity only, and said so)."""
+    random inputs in the model's input range (fidelity only, and said so). With `unpruned` (the user's
+    model before pruning) accuracy is measured against it, fidelity against `source`."""
+    classes = inputs.classes
     if evaluation is not None:
         x, labels, origin = evaluation.x, evaluation.y, "eval-data"
         if labels is not None and classes is not None and len(labels) and int(labels.max()) >= classes:
@@ -268,18 +260,17 @@ def verification_set(
     elif calibration is not None:
         x, labels, origin = calibration[evenly_spaced(len(calibration), CHECK_SAMPLES)], None, "calibration"
     else:
-        from edgekit.conversion.pipeline import synthetic_samples
-
-        x, labels, origin = synthetic_samples(float_input, preprocess, SYNTHETIC_SAMPLES), None, "synthetic"
-    is_classifier = classes is not None and classes > 1
+        x, labels, origin = synthetic_samples(inputs.tensor, inputs.preprocess, SYNTHETIC_SAMPLES), None, "synthetic"
+    labels = labels if inputs.is_classifier else None
     return VerificationSet(
         x=x,
         reference=source.predict(x),
-        labels=labels if is_classifier else None,
+        labels=labels,
         origin=origin,
-        is_classifier=is_classifier,
+        is_classifier=inputs.is_classifier,
         output=source.output_name,
         reference_kind="self" if source.kind == "tflite" else "source",
+        accuracy_reference=None if unpruned is None or labels is None else unpruned.predict(x),
     )
 
 
@@ -292,6 +283,40 @@ def require_labels_for_accuracy_gate(thresholds: Thresholds, checks: Verificatio
         )
 
 
-def judge_content(content: bytes, checks: VerificationSet, thresholds: Thresholds, mode: str) -> Verdict:
-    """Load a converted model with the device's interpreter, run the verification set, judge it."""
-    return judge(TFLiteModel(content, mode=mode).predict(checks.x), checks, thresholds)
+def refuse_failing(
+    targets: Sequence[Any],
+    plan: Mapping[str, str | None],
+    conversions: Mapping[str, ModeConversion],
+    candidates: Mapping[str, Sequence[Any]],
+    allow_degraded: bool,
+) -> None:
+    """Nothing is written when a bundle would miss the thresholds, unless --allow-degraded."""
+    for target in targets:
+        if plan.get(target.name) is None:
+            reasons = "; ".join(f"{c.mode}: {c.reason}" for c in candidates.get(target.name, ()))
+            raise CheckFailed(
+                f"--quantize auto: no mode passes the checks for target {target.name} ({reasons}); nothing written "
+                "(--allow-degraded writes the most faithful one anyway)"
+            )
+    if allow_degraded:
+        return
+    for mode in dict.fromkeys(plan[t.name] for t in targets):
+        conversion = conversions[mode]
+        if conversion.problems:
+            users = ", ".join(t.name for t in targets if plan[t.name] == mode)
+            kind = FidelityError if any("--max-accuracy-drop" not in p for p in conversion.problems) else CheckFailed
+            raise kind(
+                f"{mode} conversion for {users} fails the checks: {'; '.join(conversion.problems)}; nothing written "
+                "(--allow-degraded writes it anyway; edgekit debug shows which layers lose the accuracy)"
+            )
+
+
+def faithfulness(verdict: Verdict | None) -> float:
+    """How to rank models that all fail the checks: accuracy when labelled, else agreement, else cosine."""
+    if verdict is None:
+        return float("-inf")
+    if verdict.accuracy is not None:
+        return verdict.accuracy.converted
+    if verdict.fidelity.top1_agreement is not None:
+        return verdict.fidelity.top1_agreement
+    return verdict.fidelity.cosine

@@ -9,12 +9,18 @@ from PIL import Image
 
 from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.conversion import pipeline
-from edgekit.conversion.accuracy import Accuracy, load_eval_data
+from edgekit.conversion.accuracy import Accuracy
+from edgekit.conversion.inputs import EVALUATION, load_samples
 from edgekit.errors import CheckFailed, FidelityError, InputError, UsageError
 from tests.conftest import cli_json
 
 DIGITS_INPUT = TensorSpec("input", (1, 32, 32, 1), "float32")
 DIGITS_PREPROCESS = Preprocess((32, 32), "L")
+
+
+def load_eval_data(path, tensor, preprocess, labels=None, limit=500):
+    """--eval-data as convert loads it."""
+    return load_samples(path, tensor, preprocess, limit, labels, EVALUATION)
 
 
 def test_folder_per_class_and_npz_give_the_same_data(digits):

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from edgekit.conversion import pipeline, selection
+from edgekit.conversion import pipeline, quantize, selection, verify
 from edgekit.conversion.accuracy import Accuracy
 from edgekit.conversion.selection import Trial, choose_mode
 from edgekit.conversion.verify import Fidelity, Verdict
@@ -67,7 +67,7 @@ def test_when_no_mode_passes_nothing_is_chosen_unless_degraded_is_allowed():
     chosen, candidates = choose_mode(target, trials, latencies)
     assert chosen is None and not any(c.chosen for c in candidates)
     with pytest.raises(CheckFailed, match="no mode passes the checks for target rpi-armv7"):
-        pipeline.refuse_failing([target], {"rpi-armv7": None}, {}, {"rpi-armv7": candidates}, False)
+        verify.refuse_failing([target], {"rpi-armv7": None}, {}, {"rpi-armv7": candidates}, False)
     chosen, candidates = choose_mode(target, trials, latencies, allow_degraded=True)
     assert chosen == "float16"  # the most accurate of the failing modes
     assert "--allow-degraded: the most faithful mode" in next(c for c in candidates if c.chosen).reason
@@ -94,6 +94,7 @@ def test_digits_auto_report_side_by_side(digits, tmp_path):
     )
     assert code == 0
     assert report["thresholds"]["max_accuracy_drop"] == 1.0  # auto's default with labelled data
+    source_accuracy = report["verification"]["source_accuracy"]
     for bundle in report["bundles"]:
         target = get_target(bundle["target"])
         candidates = bundle["candidates"]
@@ -103,10 +104,18 @@ def test_digits_auto_report_side_by_side(digits, tmp_path):
         assert chosen["mode"] == bundle["mode"] and chosen["passed"]
         passed = [c for c in candidates if c["passed"]]
         assert chosen["p50_ms"] <= min(c["p50_ms"] for c in passed) * (1 + selection.TIE_TOLERANCE)
+        assert chosen["accuracy"] == round(bundle["accuracy"]["converted"], 4)
+        assert chosen["agreement"] == round(bundle["agreement"], 4)
+        assert chosen["reason"].startswith(("fastest mode that passes", "as fast as"))
         for c in candidates:
             assert c["threads"] == min(target.threads, os.cpu_count())
-            assert c["accuracy"] is not None and c["agreement"] is not None and c["p50_ms"] <= c["p99_ms"]
-            assert c["reason"]
+            # passing is exactly: within 1 point of the source's accuracy and 0.9 top-1 agreement
+            within = (source_accuracy - c["accuracy"]) * 100 <= 1.0 + 0.01 and c["agreement"] >= 0.9
+            assert c["passed"] == within and c["p50_ms"] <= c["p99_ms"]
+            if not c["passed"]:
+                assert c["reason"].startswith("fails the checks") and not c["chosen"]
+            elif not c["chosen"]:
+                assert c["reason"].startswith(("slower: p50", "as fast as"))
         assert bundle["accuracy"]["drop_pts"] <= 1.0
     assert "dynamic" not in [c["mode"] for c in report["bundles"][1]["candidates"]]  # rpi-armv7 cannot load it
     assert any("for accuracy, not speed" in note for note in report["notes"])
@@ -114,18 +123,19 @@ def test_digits_auto_report_side_by_side(digits, tmp_path):
 
 def test_each_mode_is_converted_once_and_timed_with_the_targets_threads(digits, tmp_path, monkeypatch):
     converted, timed_threads = [], set()
-    real_convert, real_time = pipeline.convert_saved_model, selection.time_invokes
+    real_convert = quantize.convert_saved_model
 
     def counting_convert(export_dir, mode, *args, **kwargs):
         converted.append(mode)
         return real_convert(export_dir, mode, *args, **kwargs)
 
-    def recording_time(session, *args, **kwargs):
-        timed_threads.add(session.threads)
-        return real_time(session, *args, **kwargs)
+    class RecordingSession(selection.Session):
+        def __init__(self, bundle, threads=None, runtime=None):
+            timed_threads.add(threads)
+            super().__init__(bundle, threads, runtime)
 
-    monkeypatch.setattr(pipeline, "convert_saved_model", counting_convert)
-    monkeypatch.setattr(selection, "time_invokes", recording_time)
+    monkeypatch.setattr(quantize, "convert_saved_model", counting_convert)
+    monkeypatch.setattr(selection, "Session", RecordingSession)
     report = pipeline.convert(digits["model"], targets=["x86_64", "rpi4", "rpi5"], quantization="auto", out=tmp_path)
     assert sorted(converted) == ["dynamic", "float16", "float32"]  # once each, for three targets
     assert timed_threads == {min(t.threads, os.cpu_count()) for t in map(get_target, ("x86_64", "rpi4"))}

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from edgekit import defaults
 from edgekit.bundle import MANIFEST_NAME, open_bundle
 from edgekit.conversion import pipeline
-from edgekit.conversion.debug import debug, layer_name, verified_tensor_name
+from edgekit.conversion.debug import debug
+from edgekit.conversion.layer_errors import layer_name, verified_tensor_name
 from edgekit.errors import InputError, UsageError
 from edgekit.runtime.preprocess import as_model_input, quantize
 from edgekit.runtime.session import Session
@@ -25,7 +27,8 @@ def outlier_debug(outlier):
 def test_the_outlier_layer_ranks_first(outlier_debug):
     worst, *rest = outlier_debug.layers
     assert (worst.layer, worst.op) == ("spike", "FULLY_CONNECTED")
-    assert worst.channel_error > 0.5 and all(layer.channel_error < 0.1 for layer in rest)
+    # Only spike is a suspect; probs, which reads spike's stretched output, measures 0.11 here.
+    assert worst.channel_error > 0.5 and all(layer.channel_error < defaults.SUSPECT_ERROR for layer in rest)
     assert outlier_debug.suspects == ("spike",)
     assert worst.readers and "probs" in worst.readers[0]  # the layer that reads spike's output
     # TFLite's usual rmse/scale calls spike's rounding ideal: the steps are right, they are just huge.

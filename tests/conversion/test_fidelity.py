@@ -11,7 +11,7 @@ import pytest
 from edgekit.bundle import MANIFEST_NAME
 from edgekit.conversion import pipeline
 from edgekit.conversion.verify import Thresholds, VerificationSet, judge
-from edgekit.errors import ConversionError, FidelityError, InputError
+from edgekit.errors import ConversionError, FidelityError, UsageError
 from tests.conftest import MODES, edgekit_cli
 
 
@@ -102,7 +102,7 @@ def test_thresholds_are_the_flags(outlier, tmp_path):
     assert not (tmp_path / "strict").exists()
     float32 = pipeline.convert(outlier["model"], targets=["x86_64"], quantization="float32", out=tmp_path / "f32")
     assert float32.bundles[0].fidelity.cosine > 0.9999
-    with pytest.raises(InputError, match="--min-agreement must be between 0 and 1"):
+    with pytest.raises(UsageError, match="--min-agreement must be between 0 and 1"):
         Thresholds(min_agreement=1.5)
 
 

@@ -105,3 +105,32 @@ def test_source_predictions_run_in_slices(digits):
     whole = source.predict_fn(x)
     assert source.predict(x).shape == (70, 10)
     np.testing.assert_allclose(source.predict(x), whole, atol=1e-5)
+
+
+def test_python_warnings_stay_off_the_terminal_unless_verbose(digits, tmp_path, monkeypatch):
+    """Keras warns "The structure of inputs doesn't match the expected structure" when it loads some
+    legacy .h5 files (raised here by the loader itself, as such a file would); convert keeps Python
+    warnings away unless verbose, and then lets them through."""
+    import warnings
+
+    import keras
+
+    real_load = keras.saving.load_model
+
+    def legacy_load(*args, **kwargs):
+        warnings.warn("The structure of inputs doesn't match the expected structure.", UserWarning, stacklevel=2)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", legacy_load)
+    for verbose in (False, True):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipeline.convert(
+                digits["model"],
+                targets=["x86_64"],
+                quantization="float32",
+                out=tmp_path / str(verbose),
+                verbose=verbose,
+            )
+        structure = [w for w in caught if "structure of inputs" in str(w.message)]
+        assert len(structure) == (1 if verbose else 0), [str(w.message) for w in caught]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.bundle import MANIFEST_NAME, open_bundle
-from edgekit.conversion import pipeline
+from edgekit.conversion import pipeline, quantize
 from edgekit.errors import InputError, UsageError
 from edgekit.runtime.session import Session
 from tests.conftest import MODES
@@ -48,13 +48,13 @@ def test_int8_is_small_and_agrees_with_float32(digits_bundles, digits):
 
 def test_targets_sharing_a_mode_share_one_conversion(digits, tmp_path, monkeypatch):
     calls = []
-    real = pipeline.convert_saved_model
+    real = quantize.convert_saved_model
 
     def counting(export_dir, mode, *args, **kwargs):
         calls.append(mode)
         return real(export_dir, mode, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "convert_saved_model", counting)
+    monkeypatch.setattr(quantize, "convert_saved_model", counting)
     report = pipeline.convert(
         digits["model"],
         targets=["rpi4", "rpi5", "jetson-orin", "rpi-armv7"],
@@ -126,20 +126,29 @@ def test_saved_model_and_image_folder_calibration(digits, tmp_path):
     )
     result = report.bundles[0]
     assert result.fidelity.top1_agreement >= 0.97 and not result.fidelity.synthetic
-    assert result.archive and result.archive_bytes > 0
+    archive = tmp_path / "out" / "digits-sm-x86_64.tar.gz"
+    assert result.archive == str(archive) and result.archive_bytes == archive.stat().st_size
+    with open_bundle(archive) as unpacked:
+        assert unpacked.manifest.name == "digits-sm" and unpacked.manifest.quantization == "int8"
     manifest = json.loads((tmp_path / "out" / "digits-sm-x86_64" / MANIFEST_NAME).read_text())
     assert manifest["source"]["kind"] == "saved_model" and manifest["conversion"]["fidelity"]["samples"] == 100
 
 
-def test_mean_std_are_validated_per_channel(digits, tmp_path):
+def test_mean_std_are_validated_per_channel_and_written_into_the_bundle(digits, tmp_path):
+    from PIL import Image
+
     with pytest.raises(InputError, match="1 or 1 values"):
         pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", mean=[1, 2, 3], out=tmp_path)
-    report = pipeline.convert(
-        digits["model"], targets=["x86_64"], quantization="float32", mean=[10], std=[200], out=tmp_path
-    )
-    assert report.preprocess.mean == (10.0,) and report.preprocess.std == (200.0,)
+    pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", mean=[10], std=[200], out=tmp_path)
+    manifest = json.loads((tmp_path / "digits-x86_64" / MANIFEST_NAME).read_text())
+    assert manifest["preprocess"]["mean"] == [10.0] and manifest["preprocess"]["std"] == [200.0]
+    image = sorted(digits["images"].glob("*.png"))[0]
+    pixels = np.asarray(Image.open(image).convert("L").resize((32, 32)), dtype=np.float32)
+    with open_bundle(tmp_path / "digits-x86_64") as bundle:
+        prepared = Session(bundle, threads=1).prepare(image)
+    np.testing.assert_allclose(prepared[0, ..., 0], (pixels - 10.0) / 200.0, rtol=1e-6)
     for bad in ({"std": [float("nan")]}, {"mean": [float("inf")]}):
-        with pytest.raises(InputError, match="must be finite numbers"):
+        with pytest.raises(UsageError, match="must be finite numbers"):
             pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", out=tmp_path / "x", **bad)
 
 

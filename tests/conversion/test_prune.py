@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import json
 import os
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgekit.errors import InputError, UsageError  # noqa: E402
+from edgekit.targets import get_target  # noqa: E402
 
 PRUNED = ("c2", "c3", "fc")  # c1 is the first layer, probs the last
 
@@ -22,13 +24,13 @@ def digits16() -> dict:
     """scikit-learn's 8x8 digits at 16x16, shuffled and split, as preprocessed floats."""
     from sklearn.datasets import load_digits
 
-    from edgekit.conversion.finetune import LabelledData
+    from edgekit.conversion.inputs import Samples
 
     digits = load_digits()
     x = np.kron(digits.images / 16.0, np.ones((2, 2)))[..., None].astype(np.float32)
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], digits.target[order].astype(np.int64)
-    return {"train": LabelledData(x[:1400], y[:1400], "train"), "eval": LabelledData(x[1400:], y[1400:], "eval")}
+    return {"train": Samples(x[:1400], y[:1400], "train"), "eval": Samples(x[1400:], y[1400:], "eval")}
 
 
 @pytest.fixture(scope="session")
@@ -73,13 +75,14 @@ def int8_content(model, calibration: np.ndarray, tmp_path) -> bytes:
 @pytest.fixture(scope="session")
 def fine_tuned(trained, digits16):
     """The trained model pruned to 50 % with two epochs of fine-tuning."""
-    from edgekit.conversion.prune import PruneSettings, prune_model
+    from edgekit.conversion.prune import PruneSettings
+    from edgekit.conversion.prune.model import prune_model
 
     return prune_model(trained, PruneSettings(sparsity=0.5, epochs=2), digits16["train"], digits16["eval"])
 
 
 def test_mask_zeroes_exactly_the_smallest_weights():
-    from edgekit.conversion.prune import magnitude_mask
+    from edgekit.conversion.prune.magnitude import magnitude_mask
 
     kernel = np.random.default_rng(0).standard_normal((3, 3, 8, 16)).astype(np.float32)
     for sparsity in (0.3, 0.5, 0.9):
@@ -91,7 +94,7 @@ def test_mask_zeroes_exactly_the_smallest_weights():
 def test_block_mask_zeroes_runs_of_input_channels():
     """Blocks lie along the input-channel axis, the innermost axis of TFLite's weight layout, so each
     pruned block is a run of zero bytes in the .tflite."""
-    from edgekit.conversion.prune import magnitude_mask
+    from edgekit.conversion.prune.magnitude import magnitude_mask
 
     kernel = np.random.default_rng(1).standard_normal((3, 3, 10, 6)).astype(np.float32)
     mask = magnitude_mask(kernel, 0.5, block=4)
@@ -103,7 +106,7 @@ def test_block_mask_zeroes_runs_of_input_channels():
 
 
 def test_polynomial_schedule_rises_to_the_target():
-    from edgekit.conversion.prune import polynomial_sparsity
+    from edgekit.conversion.prune.magnitude import polynomial_sparsity
 
     values = [polynomial_sparsity(step, 100, 0.5) for step in range(0, 121, 10)]
     assert values[0] == 0.0 and values[10] == 0.5 and values[-1] == 0.5
@@ -112,7 +115,8 @@ def test_polynomial_schedule_rises_to_the_target():
 
 
 def test_one_shot_reaches_the_sparsity_per_layer_and_skips_first_and_last(trained):
-    from edgekit.conversion.prune import PruneSettings, prune_model
+    from edgekit.conversion.prune import PruneSettings
+    from edgekit.conversion.prune.model import prune_model
 
     pruned, report = prune_model(trained, PruneSettings(sparsity=0.5))
     assert report.method == "one-shot" and report.fine_tuning is None
@@ -130,7 +134,8 @@ def test_one_shot_reaches_the_sparsity_per_layer_and_skips_first_and_last(traine
 
 
 def test_skip_and_include_lists_are_honoured(trained):
-    from edgekit.conversion.prune import PruneSettings, prune_model
+    from edgekit.conversion.prune import PruneSettings
+    from edgekit.conversion.prune.model import prune_model
 
     pruned, report = prune_model(trained, PruneSettings(sparsity=0.4, skip=("c3",), include=("probs",)))
     layers = {layer.name: layer for layer in report.magnitude.layers}
@@ -143,13 +148,14 @@ def test_skip_and_include_lists_are_honoured(trained):
         prune_model(trained, PruneSettings(sparsity=0.5, skip=PRUNED))
     with pytest.raises(UsageError, match="both in --prune-skip and --prune-include"):
         prune_model(trained, PruneSettings(sparsity=0.5, skip=("c2",), include=("c2",)))
-    with pytest.raises(InputError, match="between 0 and 1"):
+    with pytest.raises(UsageError, match="--prune takes a share of weights to zero, between 0 and 1"):
         prune_model(trained, PruneSettings(sparsity=1.0))
 
 
 def test_fine_tuning_keeps_the_mask_and_reports_accuracy(fine_tuned, trained, digits16):
-    from edgekit.conversion.finetune import top1_accuracy
-    from edgekit.conversion.prune import FINETUNED_BLOCK, keras_predictor
+    from edgekit.conversion.accuracy import model_accuracy
+    from edgekit.conversion.prune.magnitude import FINETUNED_BLOCK
+    from edgekit.conversion.prune.model import keras_predictor
 
     pruned, report = fine_tuned
     assert report.method == "fine-tuned"
@@ -159,7 +165,7 @@ def test_fine_tuning_keeps_the_mask_and_reports_accuracy(fine_tuned, trained, di
         assert sparsity_of(pruned, name) == pytest.approx(0.5, abs=0.01)
     accuracy = report.float_accuracy
     assert set(accuracy) == {"unpruned", "one_shot", "fine_tuned"}
-    assert accuracy["unpruned"] == pytest.approx(top1_accuracy(keras_predictor(trained), digits16["eval"]))
+    assert accuracy["unpruned"] == pytest.approx(model_accuracy(keras_predictor(trained), digits16["eval"]))
     assert accuracy["fine_tuned"] > 0.8
     data = report.to_dict()
     assert data["method"] == "fine-tuned" and data["magnitude"]["layers"][1]["sparsity"] == pytest.approx(0.5, abs=0.01)
@@ -169,8 +175,9 @@ def test_mask_survives_every_training_step(trained, digits16):
     """The callback re-applies the mask after each batch: no pruned weight ever comes back."""
     import keras
 
-    from edgekit.conversion.finetune import fine_tune
-    from edgekit.conversion.prune import apply_sparsity, copy_model, plan_magnitude, pruning_callback
+    from edgekit.conversion.prune.finetune import fine_tune
+    from edgekit.conversion.prune.magnitude import apply_sparsity, plan_magnitude, pruning_callback
+    from edgekit.conversion.prune.model import copy_model
 
     model = copy_model(trained)
     plan = plan_magnitude(model)
@@ -186,14 +193,19 @@ def test_mask_survives_every_training_step(trained, digits16):
     assert len(seen) == 20
     assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:]))  # sparsity only grows
     assert seen[-1] == pytest.approx(0.5, abs=1e-3)
-    assert apply_sparsity(plan, 0.5, 1)  # idempotent at the target: masks exist for every pruned layer
+    masks = apply_sparsity(plan, 0.5, 1)  # idempotent at the target: the zeros stay where they are
+    assert set(masks) == set(PRUNED)
+    for name in PRUNED:
+        assert (masks[name] == 0).mean() == pytest.approx(0.5, abs=1e-3)
+        assert np.array_equal(np.asarray(model.get_layer(name).kernel.numpy()) == 0, masks[name] == 0)
 
 
 def test_zeros_survive_keras_files_batch_norm_folding_and_int8(fine_tuned, trained, digits16, tmp_path):
     import keras
 
-    from edgekit.conversion.prune import tflite_weight_sparsity
+    from edgekit.conversion.prune.compare import tflite_weight_sparsity
     from edgekit.runtime.inspect_model import plain_interpreter
+    from edgekit.runtime.interpreter import ops_details
 
     pruned, _ = fine_tuned
     pruned.save(tmp_path / "pruned.keras")
@@ -211,7 +223,7 @@ def test_zeros_survive_keras_files_batch_norm_folding_and_int8(fine_tuned, train
     interpreter = plain_interpreter(path)
     interpreter.allocate_tensors()
     per_op = []
-    for op in interpreter._get_ops_details():
+    for op in ops_details(interpreter):
         if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED"):
             weights = interpreter.get_tensor(int(op["inputs"][1]))
             assert weights.dtype == np.int8
@@ -227,23 +239,32 @@ def test_zeros_survive_keras_files_batch_norm_folding_and_int8(fine_tuned, train
     )  # zeros are stored, not dropped
 
 
-def test_compare_converted_measures_both_models_the_same_way(trained, digits16, tmp_path):
-    from edgekit.conversion.prune import PruneSettings, compare_converted, prune_model
+def test_compare_converted_measures_both_models_the_same_way(trained, digits16, tmp_path, monkeypatch):
+    from edgekit.conversion.accuracy import model_accuracy
+    from edgekit.conversion.prune import PruneSettings, compare
+    from edgekit.conversion.prune.model import prune_model
+    from edgekit.conversion.tflite_model import TFLiteModel
 
+    timed = []
+
+    def fixed_timings(invokes, seconds, **kwargs):  # the timing loop's answer, known: p50 2 ms and 1 ms
+        timed.append(len(invokes))
+        return [np.array([1, 2, 9]) * 1_000_000, np.array([1, 1, 5]) * 1_000_000]
+
+    monkeypatch.setattr(compare, "time_interleaved", fixed_timings)
     pruned, _ = prune_model(trained, PruneSettings(sparsity=0.5, channels=0.25))
     calibration = digits16["train"].x[:64]
-    comparison = compare_converted(
-        "int8",
-        int8_content(trained, calibration, tmp_path),
-        int8_content(pruned, calibration, tmp_path),
-        digits16["eval"],
-        1,
-    )
+    contents = [int8_content(model, calibration, tmp_path) for model in (trained, pruned)]
+    comparison = compare.compare_converted("int8", *contents, digits16["eval"], 1)
+    assert timed == [2]  # both models timed in one interleaved run
     assert comparison.pruned.macs < 0.8 * comparison.unpruned.macs
-    assert comparison.pruned.tflite_bytes < comparison.unpruned.tflite_bytes
+    assert comparison.pruned.tflite_bytes == len(contents[1]) < comparison.unpruned.tflite_bytes == len(contents[0])
     assert comparison.pruned.weight_sparsity > 0.3 > comparison.unpruned.weight_sparsity
-    assert comparison.unpruned.accuracy > 0.8 and comparison.pruned.accuracy is not None
-    assert comparison.pruned.p50_ms > 0 and comparison.threads == 1
+    for figures, content in zip((comparison.unpruned, comparison.pruned), contents):
+        assert figures.accuracy == model_accuracy(TFLiteModel(content).predict, digits16["eval"])
+    assert comparison.unpruned.accuracy > 0.8
+    assert (comparison.unpruned.p50_ms, comparison.pruned.p50_ms, comparison.speedup) == (2.0, 1.0, 2.0)
+    assert comparison.threads == 1
     data = comparison.to_dict()
     assert set(data) == {"mode", "threads", "unpruned", "pruned", "macs_ratio", "gzip_saving", "speedup"}
     assert set(data["pruned"]) == {"macs", "tflite_bytes", "gzip_bytes", "weight_sparsity", "accuracy", "p50_ms"}
@@ -253,43 +274,43 @@ def test_labelled_data_from_npz_and_class_folders(tmp_path):
     from PIL import Image
 
     from edgekit.bundle import Preprocess, TensorSpec
-    from edgekit.conversion.finetune import load_labelled
+    from edgekit.conversion.inputs import TRAINING, load_samples
 
     spec = TensorSpec("image", (1, 8, 8, 1), "float32")
     preprocess = Preprocess(size=(8, 8), color="L", mean=(0.0,), std=(255.0,), layout="NHWC")
     pixels = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1)).astype(np.uint8)
     np.savez(tmp_path / "train.npz", x=pixels, y=np.arange(6) % 3)
-    data = load_labelled(tmp_path / "train.npz", spec, preprocess)
+    data = load_samples(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
     np.testing.assert_allclose(data.x, pixels / 255.0, atol=1e-6)
     assert list(data.y) == [0, 1, 2, 0, 1, 2]
     for index, image in enumerate(pixels):
         folder = tmp_path / "folder" / ("cat", "dog")[index % 2]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[..., 0], "L").save(folder / f"{index}.png")
-    data = load_labelled(tmp_path / "folder", spec, preprocess, labels=["dog", "cat"])
+    data = load_samples(tmp_path / "folder", spec, preprocess, labels=["dog", "cat"], option=TRAINING)
     assert sorted(data.y.tolist()) == [0, 0, 0, 1, 1, 1] and data.x.shape == (6, 8, 8, 1)
     np.save(tmp_path / "x.npy", pixels)
     with pytest.raises(InputError, match="needs labels"):
-        load_labelled(tmp_path / "x.npy", spec, preprocess)
+        load_samples(tmp_path / "x.npy", spec, preprocess, option=TRAINING)
     np.savez(tmp_path / "nolabels.npz", x=pixels)
     with pytest.raises(InputError, match="holds no 'y'"):
-        load_labelled(tmp_path / "nolabels.npz", spec, preprocess)
+        load_samples(tmp_path / "nolabels.npz", spec, preprocess, option=TRAINING)
     np.savez(tmp_path / "shape.npz", x=pixels[:, :4], y=np.zeros(6))
     with pytest.raises(InputError, match="expected"):
-        load_labelled(tmp_path / "shape.npz", spec, preprocess)
+        load_samples(tmp_path / "shape.npz", spec, preprocess, option=TRAINING)
 
 
 def test_float_class_labels_and_nchw_pixels_load_like_eval_data(tmp_path):
     """y stored as floats is still class indices (as --eval-data takes it); uint8 NCHW pixels are
     normalized per channel on axis 1, not on the last axis."""
     from edgekit.bundle import Preprocess, TensorSpec
-    from edgekit.conversion.finetune import load_labelled
+    from edgekit.conversion.inputs import TRAINING, load_samples
 
     spec = TensorSpec("image", (1, 3, 4, 4), "float32")
     preprocess = Preprocess(size=(4, 4), color="RGB", mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0), layout="NCHW")
     pixels = np.full((5, 3, 4, 4), 100, np.uint8)
     np.savez(tmp_path / "train.npz", x=pixels, y=np.arange(5, dtype=np.float64) % 2)
-    data = load_labelled(tmp_path / "train.npz", spec, preprocess)
+    data = load_samples(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
     assert data.y.dtype.kind == "i" and list(data.y) == [0, 1, 0, 1, 0]
     assert [float(data.x[0, c, 0, 0]) for c in range(3)] == [45.0, 20.0, 8.75]
 
@@ -297,7 +318,6 @@ def test_float_class_labels_and_nchw_pixels_load_like_eval_data(tmp_path):
 def test_pruning_cannot_lower_the_accuracy_bar(model_files, tmp_path):
     """--max-accuracy-drop measures from the user's model, not from the pruned one it converted."""
     from edgekit.conversion import pipeline
-    from edgekit.conversion.prune import PruneSettings
     from edgekit.errors import CheckFailed
 
     kwargs = dict(
@@ -306,7 +326,8 @@ def test_pruning_cannot_lower_the_accuracy_bar(model_files, tmp_path):
         calibration=model_files["calibration.npz"],
         eval_data=model_files["eval.npz"],
         max_accuracy_drop=1.0,
-        prune=PruneSettings(sparsity=0.95, include=("c1", "probs")),  # one-shot, every layer: accuracy falls
+        prune=0.95,  # one-shot, every layer: accuracy falls
+        prune_include=("c1", "probs"),
         out=tmp_path,
     )
     with pytest.raises(CheckFailed, match=r"drop .* pts > 1 \(--max-accuracy-drop\)"):
@@ -322,7 +343,7 @@ def test_pruning_cannot_lower_the_accuracy_bar(model_files, tmp_path):
 def test_loss_follows_outputs_and_labels():
     import keras
 
-    from edgekit.conversion.finetune import choose_loss
+    from edgekit.conversion.prune.finetune import choose_loss
 
     probabilities = np.full((4, 3), 1 / 3, np.float32)
     logits = np.array([[2.0, -1.0, 0.5]] * 4, np.float32)
@@ -389,14 +410,16 @@ def test_cli_prune_with_fine_tuning_reports_json(model_files, tmp_path):
     assert layers["c3"]["skipped"] == "--prune-skip" and layers["c3"]["sparsity"] < 0.05
     assert set(pruning["float_accuracy"]) == {"unpruned", "one_shot", "fine_tuned"}
     (comparison,) = pruning["comparisons"]
-    assert comparison["mode"] == "int8" and comparison["threads"] >= 1
+    assert comparison["mode"] == "int8" and comparison["threads"] == min(get_target("x86_64").threads, os.cpu_count())
     assert comparison["pruned"]["weight_sparsity"] > 0.3 > comparison["unpruned"]["weight_sparsity"]
     assert comparison["pruned"]["gzip_bytes"] < comparison["unpruned"]["gzip_bytes"]
     assert comparison["pruned"]["macs"] == comparison["unpruned"]["macs"]  # zeros are not fewer MACs
     assert comparison["unpruned"]["accuracy"] > 0.8 and comparison["pruned"]["accuracy"] > 0.7
-    assert comparison["unpruned"]["p50_ms"] > 0 and comparison["pruned"]["p50_ms"] > 0
+    p50 = comparison["unpruned"]["p50_ms"], comparison["pruned"]["p50_ms"]
+    assert comparison["speedup"] == pytest.approx(p50[0] / p50[1], abs=2e-3)
     (bundle,) = report["bundles"]
-    assert bundle["archive_bytes"] > 0
+    assert bundle["archive"] == str(tmp_path / "digits16-x86_64.tar.gz")
+    assert bundle["archive_bytes"] == (tmp_path / "digits16-x86_64.tar.gz").stat().st_size
     manifest = (tmp_path / "digits16-x86_64" / "edgekit.json").read_text()
     assert '"pruning"' in manifest and '"fine-tuned"' in manifest
 
@@ -415,8 +438,8 @@ def test_cli_channel_pruning_prints_both_models_side_by_side(model_files, tmp_pa
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--prune", "1.5"], 1, "--prune takes a share of weights to zero, between 0 and 1"),
-        (["--prune-channels", "0"], 1, "--prune-channels takes a share of filters"),
+        (["--prune", "1.5"], 2, "--prune takes a share of weights to zero, between 0 and 1"),
+        (["--prune-channels", "0"], 2, "--prune-channels takes a share of filters"),
         (["--finetune-data", "x.npz"], 2, "--finetune-data fine-tunes a pruned model"),
         (["--prune-skip", "c2"], 2, "--prune-skip needs --prune or --prune-channels"),
         (["--prune", "0.5", "--finetune-epochs", "2"], 2, "need --finetune-data"),
@@ -430,3 +453,38 @@ def test_cli_refuses_bad_pruning_options_in_one_line(model_files, tmp_path, args
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_prune_block_and_finetune_lr_through_the_library(model_files, tmp_path):
+    from edgekit.conversion import pipeline
+
+    report = pipeline.convert(
+        model_files["digits16.keras"],
+        targets=["x86_64"],
+        quantization="int8",
+        calibration=model_files["calibration.npz"],
+        prune=0.5,
+        prune_block=2,
+        finetune_data=model_files["train.npz"],
+        finetune_epochs=1,
+        finetune_lr=1e-3,
+        out=tmp_path,
+    )
+    pruning = report.pruning
+    assert pruning.settings.block == 2 and pruning.magnitude.block == 2
+    assert pruning.settings.learning_rate == 1e-3 and pruning.fine_tuning.learning_rate == 1e-3
+    assert pruning.fine_tuning.epochs == 1 and pruning.fine_tuning.samples == 1400
+    manifest = json.loads((tmp_path / "digits16-x86_64" / "edgekit.json").read_text())
+    assert manifest["source"]["pruning"] == {
+        "method": "fine-tuned",
+        "sparsity": pytest.approx(0.5, abs=0.01),
+        "block": 2,
+        "finetune_epochs": 1,
+    }
+    recipe = manifest["conversion"]["recipe"]
+    assert (recipe["prune"], recipe["prune_block"], recipe["finetune_lr"], recipe["finetune_epochs"]) == (
+        0.5,
+        2,
+        1e-3,
+        1,
+    )

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgekit.errors import InputError  # noqa: E402
+from edgekit.errors import InputError, UsageError  # noqa: E402
 
 
 def residual_model(seed: int = 0):
@@ -82,7 +82,7 @@ def kept_of(report) -> dict[str, int]:
 
 
 def test_pruned_model_is_narrower_with_the_same_output_shape(model, batch):
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     pruned, report = prune_channels(model, 0.3, multiple=1)
     kept = kept_of(report)
@@ -100,7 +100,7 @@ def test_pruned_model_is_narrower_with_the_same_output_shape(model, batch):
 
 
 def test_add_keeps_its_inputs_aligned(model):
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     pruned, report = prune_channels(model, 0.5, multiple=1)
     layers = {layer.name: layer for layer in report.layers}
@@ -114,7 +114,7 @@ def test_removing_dead_filters_changes_nothing(batch):
     """Zero the filters that pruning will remove (the same ones on both sides of the Add): the
     pruned model must give the same outputs, which checks every weight slice (conv inputs,
     depthwise, batch norm, concatenation offsets and the Flatten → Dense rows)."""
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     model = residual_model(seed=3)
     ratio = 0.25
@@ -132,7 +132,7 @@ def test_removing_dead_filters_changes_nothing(batch):
 def test_tiny_ratio_gives_close_predictions(trained):
     """Removing the weakest few filters of a trained model (with calibration samples, as `convert`
     always has) barely moves its answers."""
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     model, x = trained["model"], trained["x"]
     pruned, report = prune_channels(model, 0.04, multiple=1, samples=trained["calibration"])
@@ -146,7 +146,7 @@ def test_tiny_ratio_gives_close_predictions(trained):
 def test_calibration_samples_keep_each_layer_mean_output(trained):
     """With samples, what removed channels added on average moves into the readers' biases (or their
     batch norm's mean): pruned outputs stay closer to the original ones."""
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     model, x = trained["model"], trained["x"]
     plain, _ = prune_channels(model, 0.3, multiple=1)
@@ -161,7 +161,7 @@ def test_calibration_samples_keep_each_layer_mean_output(trained):
 def test_l1_and_l2_rank_filters_by_their_norm():
     import keras
 
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.Conv2D(4, 1, use_bias=False, name="c")(inputs)
@@ -171,7 +171,8 @@ def test_l1_and_l2_rank_filters_by_their_norm():
     model.get_layer("c").kernel.assign(np.array([[[[3.0, 1.9, 5, 6], [0.0, 1.9, 5, 6]]]], dtype=np.float32))
     _, l1 = prune_channels(model, 0.25, "l1", multiple=1)
     _, l2 = prune_channels(model, 0.25, "l2", multiple=1)
-    from edgekit.conversion.prune_channels import filter_norms, plan_channels
+    from edgekit.conversion.prune.channel_graph import plan_channels
+    from edgekit.conversion.prune.channels import filter_norms
 
     plan = plan_channels(model)
     assert filter_norms(plan, "c", "l1")[0] < filter_norms(plan, "c", "l1")[1]
@@ -182,7 +183,7 @@ def test_l1_and_l2_rank_filters_by_their_norm():
 def test_model_outputs_and_unknown_layers_stay_whole():
     import keras
 
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(16, 3, padding="same", name="body")(inputs)
@@ -200,7 +201,7 @@ def test_model_outputs_and_unknown_layers_stay_whole():
 
 
 def test_skip_list_keeps_named_convs(model):
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     _, report = prune_channels(model, 0.3, skip=("expand",), multiple=1)
     layers = {layer.name: layer for layer in report.layers}
@@ -211,7 +212,7 @@ def test_skip_list_keeps_named_convs(model):
 
 
 def test_channel_counts_round_to_simd_friendly_multiples():
-    from edgekit.conversion.prune_channels import kept_count
+    from edgekit.conversion.prune.channels import kept_count
 
     assert kept_count(96, 0.3, 8) == 64  # 67 → nearest multiple of 8
     assert kept_count(144, 0.3, 8) == 104
@@ -223,7 +224,7 @@ def test_channel_counts_round_to_simd_friendly_multiples():
 def test_sequential_models_are_supported():
     import keras
 
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     model = keras.Sequential(
         [
@@ -242,7 +243,7 @@ def test_sequential_models_are_supported():
 def test_subclassed_models_get_a_clear_error():
     import keras
 
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
 
     class Custom(keras.Model):
         def __init__(self):
@@ -256,7 +257,7 @@ def test_subclassed_models_get_a_clear_error():
     model(np.zeros((1, 8, 8, 1), np.float32))
     with pytest.raises(InputError, match="functional or Sequential"):
         prune_channels(model, 0.3)
-    with pytest.raises(InputError, match="between 0 and 1"):
+    with pytest.raises(UsageError, match="--prune-channels takes a share of filters to remove, between 0 and 1"):
         prune_channels(residual_model(), 1.0)
 
 
@@ -265,7 +266,7 @@ def test_int8_conversion_of_the_pruned_model_does_less_work(model, tmp_path):
     import dataclasses
 
     from edgekit.conversion.load import SourceModel
-    from edgekit.conversion.prune_channels import prune_channels
+    from edgekit.conversion.prune.channels import prune_channels
     from edgekit.conversion.quantize import convert_saved_model, saved_model_dir
     from edgekit.runtime.macs import count_macs
 

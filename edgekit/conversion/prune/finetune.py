@@ -1,0 +1,106 @@
+"""The short fine-tuning that lets a pruned model recover its accuracy, on labelled data loaded by
+`inputs.load_samples` (a `.npz` with `x` and `y`, or a folder per class)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgekit import defaults
+from edgekit.conversion.inputs import Samples
+from edgekit.conversion.quiet import import_keras, quiet_native_output
+from edgekit.errors import InputError
+
+BATCH_SIZE = 32
+SEED = 0
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """What fine-tuning did: how long, on what, and where the training loss ended."""
+
+    epochs: int
+    samples: int
+    steps: int
+    learning_rate: float
+    loss: str
+    final_loss: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "samples": self.samples,
+            "steps": self.steps,
+            "learning_rate": self.learning_rate,
+            "loss": self.loss,
+            "final_loss": round(self.final_loss, 6),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def choose_loss(keras: Any, outputs: np.ndarray, y: np.ndarray, source: str) -> tuple[Any, str, list[str]]:
+    """The training loss that fits the model's outputs and the labels given: class indices →
+    (sparse) cross-entropy on probabilities or logits; targets shaped like the output → regression."""
+    outputs = outputs.reshape(len(outputs), -1)
+    width = outputs.shape[1]
+    probabilities = bool(np.all(outputs >= -1e-6) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+    if y.dtype.kind in "biu" and y.reshape(len(y), -1).shape[1] == 1:
+        labels = y.reshape(-1)
+        if width > 1:
+            if labels.min() < 0 or labels.max() >= width:
+                raise InputError(f"{source}: labels span {labels.min()}..{labels.max()}, the model has {width} classes")
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+            return loss, "sparse_categorical_crossentropy", ["accuracy"]
+        in_unit = bool(np.all((outputs >= 0) & (outputs <= 1)))
+        return keras.losses.BinaryCrossentropy(from_logits=not in_unit), "binary_crossentropy", ["accuracy"]
+    if y.reshape(len(y), -1).shape[1] != width:
+        raise InputError(f"{source}: labels have shape {tuple(y.shape[1:])}, the model outputs {width} values")
+    if probabilities and np.allclose(y.reshape(len(y), -1).sum(axis=1), 1.0, atol=1e-3):
+        return keras.losses.CategoricalCrossentropy(), "categorical_crossentropy", ["accuracy"]
+    return keras.losses.MeanSquaredError(), "mean_squared_error", []
+
+
+def fine_tune(
+    model: Any,
+    data: Samples,
+    epochs: int = defaults.FINETUNE_EPOCHS,
+    learning_rate: float = defaults.FINETUNE_LEARNING_RATE,
+    batch_size: int = BATCH_SIZE,
+    callbacks: Sequence[Any] = (),
+    progress: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> FineTuning:
+    """Train `model` in place for a few epochs with Adam (seeded); `callbacks` keep pruning masks;
+    `progress` hears of every epoch."""
+    assert data.y is not None
+    keras = import_keras()
+    keras.utils.set_random_seed(SEED)
+    y = data.y.astype(np.float32) if data.y.dtype.kind == "f" else data.y.astype(np.int64)
+    outputs = np.asarray(model(data.x[: min(len(data), 64)], training=False))
+    loss, loss_name, metrics = choose_loss(keras, outputs, y, data.path)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    steps_per_epoch = -(-len(data) // batch_size)
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if progress:
+                progress(f"fine-tuned epoch {epoch + 1}/{epochs}")
+
+    start = time.perf_counter()
+    with quiet_native_output(verbose):
+        history = model.fit(
+            data.x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[*callbacks, EpochProgress()],
+        )
+    seconds = time.perf_counter() - start
+    final_loss = float(history.history["loss"][-1])
+    return FineTuning(epochs, len(data), steps_per_epoch * epochs, learning_rate, loss_name, final_loss, seconds)
