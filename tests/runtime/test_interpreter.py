@@ -112,3 +112,20 @@ def test_falls_back_to_tflite_runtime_without_litert(digits_bundles, digits, tmp
         # the network (a few steps of the output's 1/256 scale on a less certain image).
         tolerance = 1e-5 if mode == "float32" else 0.05
         assert a["top_k"][0]["score"] == pytest.approx(b["top_k"][0]["score"], abs=tolerance)
+
+
+def test_native_output_is_captured_not_shown(capfd):
+    """What C++ code writes to fds 1 and 2 (LiteRT's delegate notices, TensorFlow's logs) is kept off
+    the terminal and handed back for error messages."""
+    from edgekit.native_output import quiet_native_output
+
+    with quiet_native_output() as captured:
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(1, b"native line\n")
+    os.write(1, b"after\n")
+    out, err = capfd.readouterr()
+    assert captured == ["INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nnative line\n"]
+    assert out == "after\n" and err == ""
+    with quiet_native_output(verbose=True) as shown:
+        os.write(2, b"shown with --verbose\n")
+    assert shown == [] and capfd.readouterr().err == "shown with --verbose\n"
