@@ -25,7 +25,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from workloads import Results, alternate, bundle, ms, paired_ratio, quiet_fds, row  # noqa: E402
+from workloads import Results, alternate, bundle, ms, paired_ratio, row  # noqa: E402
+
+from edgekit.native_output import quiet_native_output  # noqa: E402
 
 GOAL = 1.05
 CASES = (("digits-int8", 2000), ("mobilenet_v2-int8", 40), ("mobilenet_v2-float32", 20))
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         model_path = str(path / "model.tflite")
         for threads in THREADS:
             ours, theirs, printed, our_floor, their_floor = [], [], [], [], []
-            with quiet_fds():
+            with quiet_native_output():
                 for _, edgekit_first in alternate(args.rounds):
                     for side in ("edgekit", "tool") if edgekit_first else ("tool", "edgekit"):
                         if side == "edgekit":
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = paired_ratio(ours, theirs)
             probe = None
             if threads == 1 and workload in PROBE_CALLS:
-                with quiet_fds():
+                with quiet_native_output():
                     probe = per_call_probe(reference, model_path, PROBE_CALLS[workload])
                 results.notes.append(
                     f"{workload}, 1 thread, call by call: interpreter invoke() p50 {probe['invoke_p50_us']:.1f} µs, "

@@ -17,7 +17,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from workloads import Results, alternate, bundle, ms, paired_ratio, quiet_fds, row  # noqa: E402
+from workloads import Results, alternate, bundle, ms, paired_ratio, row  # noqa: E402
+
+from edgekit.native_output import quiet_native_output  # noqa: E402
 
 GOAL = 1.5
 CASES = (("mobilenet_v2", 30), ("digits", 2000))
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         for threads in THREADS:
             p50 = {"int8": [], "float32": []}
             rows = {}
-            with quiet_fds():
+            with quiet_native_output():
                 for _, int8_first in alternate(args.rounds):
                     order = [int8, float32] if int8_first else [float32, int8]
                     report = bench(order, threads=[threads], warmup=WARMUP, repeat=repeat)

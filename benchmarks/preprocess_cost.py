@@ -27,7 +27,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from workloads import BUILD, Results, alternate, bundle, ms, quiet_fds, row  # noqa: E402
+from workloads import BUILD, Results, alternate, bundle, ms, row  # noqa: E402
+
+from edgekit.native_output import quiet_native_output  # noqa: E402
 
 IMAGES = BUILD / "images"
 SIZES = {"224x224": (224, 224), "1920x1280": (1920, 1280)}
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     images = write_images()
     path = bundle("mobilenet_v2-int8")
     results = Results("preprocess_cost")
-    with open_bundle(path) as opened, quiet_fds():
+    with open_bundle(path) as opened, quiet_native_output():
         session = Session(opened, threads=1)
         spec, tensor = opened.manifest.preprocess, session.input_spec
         variants = {"edgekit": session.prepare, "no-draft": without_draft(spec, tensor), "naive": naive(tensor)}

@@ -21,7 +21,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from workloads import Results, bundle, ms, paired_ratio, quiet_fds, row  # noqa: E402
+from workloads import Results, bundle, ms, paired_ratio, row  # noqa: E402
+
+from edgekit.native_output import quiet_native_output  # noqa: E402
 
 GOAL = 1.03
 SIDES = ("edgekit", "bare", "bare again")
@@ -67,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     for workload, repeat in CASES:
         path = bundle(workload)
         model_path = str(path / "model.tflite")
-        with quiet_fds():
+        with quiet_native_output():
             tensor = run_input(path)
         for threads in THREADS:
             p50 = {side: [] for side in SIDES}
             floor = {side: [] for side in SIDES}
-            with quiet_fds():
+            with quiet_native_output():
                 for index in range(args.rounds):
                     for side in SIDES[index % 3 :] + SIDES[: index % 3]:  # rotate who goes first
                         if side == "edgekit":

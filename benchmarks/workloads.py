@@ -3,7 +3,6 @@ rounds (so drift and other load hit both sides of a ratio alike) and the result 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -17,6 +16,14 @@ from typing import Any, Iterator
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# Measure the edgekit of this checkout, not whichever one the environment has installed.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from edgekit.native_output import quiet_native_output  # noqa: E402
+
+# Kept for the scripts that still import it (convert_overhead.py, pruning.py): the same thing.
+quiet_fds = quiet_native_output
 BUILD = ROOT / "build" / "bench"
 BUNDLES = BUILD / "bundles"
 RESULTS = BUILD / "results"
@@ -58,26 +65,6 @@ def paired_ratio(numerators: list[float], denominators: list[float]) -> dict[str
         "p25": float(np.percentile(ratios, 25)),
         "p75": float(np.percentile(ratios, 75)),
     }
-
-
-@contextlib.contextmanager
-def quiet_fds() -> Iterator[None]:
-    """Silence what native code writes to fds 1 and 2 (LiteRT's accelerator and plugin warnings)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "wb") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def cpu_model() -> str:

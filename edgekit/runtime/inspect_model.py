@@ -12,7 +12,8 @@ import numpy as np
 
 from edgekit.bundle import MANIFEST_NAME, TensorSpec, open_bundle
 from edgekit.errors import InputError
-from edgekit.runtime.interpreter import check_tflite_file, find_runtime
+from edgekit.runtime.interpreter import check_tflite_file, find_runtime, ops_details
+from edgekit.runtime.interpreter import tensor_spec as tensor_spec  # re-exported for old callers
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,19 @@ class ModelInfo:
     weight_dtypes: dict[str, int]
     manifest: dict[str, Any] | None = None
 
+    @property
+    def schema(self) -> int | None:
+        """The bundle's manifest schema (None for a bare `.tflite`)."""
+        return None if self.manifest is None else self.manifest.get("schema")
+
+    @property
+    def recipe(self) -> dict[str, Any] | None:
+        """The conversion recipe the bundle records (None for a bare `.tflite` or a bundle made before
+        recipes were recorded)."""
+        conversion = (self.manifest or {}).get("conversion")
+        recipe = conversion.get("recipe") if isinstance(conversion, dict) else None
+        return recipe if isinstance(recipe, dict) else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -41,22 +55,10 @@ class ModelInfo:
             "tensor_dtypes": dict(self.tensor_dtypes),
             "weight_bytes": self.weight_bytes,
             "weight_dtypes": dict(self.weight_dtypes),
+            "schema": self.schema,
+            "recipe": self.recipe,
             "manifest": self.manifest,
         }
-
-
-def tensor_spec(detail: dict[str, Any]) -> TensorSpec:
-    """An interpreter tensor detail → TensorSpec (quantization only where it is real)."""
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    dtype = np.dtype(detail["dtype"]).name
-    quantized = bool(scale) and dtype in ("int8", "uint8", "int16")
-    return TensorSpec(
-        name=str(detail["name"]),
-        shape=tuple(int(d) for d in detail["shape"]),
-        dtype=dtype,
-        scale=float(scale) if quantized else None,
-        zero_point=int(zero_point) if quantized else None,
-    )
 
 
 def plain_interpreter(model_path: Path) -> Any:
@@ -81,7 +83,7 @@ def inspect_tflite(model_path: Path, manifest: dict[str, Any] | None = None) -> 
         raise InputError(f"{model_path}: no such file")
     check_tflite_file(model_path)
     interpreter = plain_interpreter(model_path)
-    ops = interpreter._get_ops_details()
+    ops = ops_details(interpreter)
     details = interpreter.get_tensor_details()
     produced = {int(i) for op in ops for i in op["outputs"]}
     graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}

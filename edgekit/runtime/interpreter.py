@@ -1,12 +1,18 @@
 """Choose the lightest TFLite interpreter present: ai-edge-litert, then tflite-runtime, then
-tensorflow.lite (which costs seconds and hundreds of MB to import, so it is the last resort)."""
+tensorflow.lite (which costs seconds and hundreds of MB to import, so it is the last resort); load
+models with it, and read what it says about them (the one place that uses its private op API)."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from edgekit.bundle import TensorSpec
 
 # Re-exported: the check lives with the bundle format, which both halves read.
 from edgekit.bundle.model_file import check_tflite_file as check_tflite_file
@@ -40,20 +46,20 @@ _cache: dict[str, RuntimeInfo] = {}
 
 
 def _version(distribution: str, module: Any) -> str:
-    try:
-        from importlib.metadata import version
+    """The runtime's version: its package's `__version__` (free), else the installed distribution's
+    metadata (importing importlib.metadata costs tens of milliseconds on every start)."""
+    package = sys.modules.get(module.__name__.partition(".")[0], module)
+    found = getattr(package, "__version__", None)
+    if isinstance(found, str) and found[:1].isdigit():
+        return found
+    from importlib.metadata import PackageNotFoundError, version
 
-        return version(distribution)
-    except Exception:
-        pass
-    if distribution == "tensorflow":
+    for name in (distribution, "tensorflow-cpu") if distribution == "tensorflow" else (distribution,):
         try:
-            from importlib.metadata import version
-
-            return version("tensorflow-cpu")
-        except Exception:
+            return version(name)
+        except (PackageNotFoundError, ValueError):
             pass
-    return str(getattr(module, "__version__", "unknown"))
+    return str(found or "unknown")
 
 
 def find_runtime(preferred: str | None = None) -> RuntimeInfo:
@@ -114,3 +120,17 @@ def ops_details(interpreter: Any) -> list[dict[str, Any]]:
     """The model's operators (name, input and output tensor indices). The one place edgekit uses the
     interpreter's private `_get_ops_details()`: every runtime has it, none exposes it publicly."""
     return list(interpreter._get_ops_details())
+
+
+def tensor_spec(detail: dict[str, Any]) -> TensorSpec:
+    """An interpreter tensor detail → TensorSpec (quantization only where it is real)."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"]).name
+    quantized = bool(scale) and dtype in ("int8", "uint8", "int16")
+    return TensorSpec(
+        name=str(detail["name"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=dtype,
+        scale=float(scale) if quantized else None,
+        zero_point=int(zero_point) if quantized else None,
+    )

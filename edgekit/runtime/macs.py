@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.runtime.inspect_model import plain_interpreter
+from edgekit.runtime.interpreter import ops_details
 
 
 def _shape(details: dict[int, dict[str, Any]], index: int) -> tuple[int, ...]:
@@ -53,4 +54,4 @@ def count_macs(model_path: str | Path) -> int:
     """Total MACs of one inference of a `.tflite` model."""
     interpreter = plain_interpreter(Path(model_path))
     details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
-    return sum(op_macs(op, details) for op in interpreter._get_ops_details())
+    return sum(op_macs(op, details) for op in ops_details(interpreter))

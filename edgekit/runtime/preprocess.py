@@ -45,7 +45,7 @@ def _is_input(path: Path) -> bool:
 def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
     """Decode an image as the model expects it: upright (EXIF), in the colour mode, resized;
     uint8 array of shape (height, width, channels)."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     height, width = spec.size
@@ -58,7 +58,7 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
                     # The size asked for is in stored orientation, so swap it when EXIF will rotate by 90°.
                     turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
                     image.draft(spec.color, (height, width) if turned else (width, height))
-                image = ImageOps.exif_transpose(image)
+                image = _upright(image)
                 image = _to_color(image, spec.color)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.BILINEAR)
@@ -72,6 +72,16 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return pixels
+
+
+def _upright(image):
+    """The image turned as its EXIF orientation says (ImageOps is imported only for images that need it)."""
+    image.load()  # a PNG may carry its EXIF after the pixels
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (2, 3, 4, 5, 6, 7, 8):
+        from PIL import ImageOps
+
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgekit import defaults
 from edgekit.bundle import MANIFEST_NAME, MAX_THREADS, MODEL_NAME, Bundle, Manifest, Preprocess, TensorSpec, open_bundle
 from edgekit.errors import InputError, UsageError
-from edgekit.runtime.inspect_model import tensor_spec
-from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
+from edgekit.runtime import timing
+from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter, tensor_spec
 from edgekit.runtime.preprocess import collect_input_files, dequantize, load_input, quantize
+from edgekit.runtime.process import machine_arch
 from edgekit.runtime.stats import LatencyStats, within_budget
 
 EMULATED_ENV = "EDGEKIT_EMULATED"
@@ -226,29 +227,14 @@ class Session:
         )
 
 
-def time_invokes(session: Session, tensor: np.ndarray, warmup: int, repeat: int) -> np.ndarray:
-    """Invoke-only timings in ns: the input is set once, nothing but `invoke()` sits in the timed region."""
-    session.set_input(tensor)
-    for _ in range(warmup):
-        session.invoke()
-    timings = np.empty(repeat, dtype=np.int64)
-    invoke = session.interpreter.invoke
-    clock = time.perf_counter_ns
-    for i in range(repeat):
-        start = clock()
-        invoke()
-        timings[i] = clock() - start
-    return timings
-
-
 def run(
     bundle: str | os.PathLike[str],
     inputs: Sequence[str | os.PathLike[str]] = (),
     threads: int | None = None,
-    warmup: int = 10,
-    repeat: int = 100,
+    warmup: int = defaults.WARMUP,
+    repeat: int = defaults.REPEAT,
     budget_ms: float | None = None,
-    top_k: int = 5,
+    top_k: int = defaults.TOP_K,
     runtime: str | None = None,
     trusted_key: str | os.PathLike[str] | None = None,
 ) -> RunReport:
@@ -266,7 +252,10 @@ def run(
         names = [str(p) for p in files] or ["<zeros>"]
         first = session.prepare(files[0]) if files else session.zeros()
 
-        invoke_ns = time_invokes(session, first, warmup, repeat)
+        # Invoke only: the input is set once, outside the timed region; the first invoke (slower:
+        # XNNPACK packs weights lazily) and the warm-up are not counted.
+        session.set_input(first)
+        _, invoke_ns = timing.time_invokes(session.interpreter.invoke, warmup, repeat)
 
         # End to end: decode + preprocess + invoke + postprocess, every input at least once.
         results: list[InputResult | None] = [None] * len(names)
@@ -291,7 +280,7 @@ def run(
             quantization=opened.manifest.quantization,
             target=str(opened.manifest.target.get("name", "")),
             runtime=session.runtime,
-            arch=platform.machine(),
+            arch=machine_arch(),
             emulated=emulated,
             threads=session.threads,
             delegate_applied=delegate_applied(session.interpreter),

@@ -7,23 +7,19 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edgekit.errors import InputError, UsageError
-from edgekit.runtime.benchmark import (
-    CSV_COLUMNS,
-    BenchReport,
-    bench,
-    benchmark_inputs,
-    require_matplotlib,
-    save_latency_plot,
-    time_invokes,
-    usable_cores,
-    write_csv,
-)
+from edgekit.runtime import bench_files, bench_report, benchmark, process, timing
+from edgekit.runtime.bench_files import CSV_COLUMNS, require_matplotlib, save_latency_plot, write_csv
+from edgekit.runtime.bench_report import BenchReport
+from edgekit.runtime.benchmark import bench, benchmark_inputs
 from edgekit.runtime.interpreter import find_runtime, load_interpreter
+from edgekit.runtime.process import usable_cores
+from edgekit.runtime.timing import time_invokes
 from tests.conftest import ROOT, cli_json, edgekit_cli
 
 try:
@@ -75,28 +71,63 @@ def side_by_side(int8_bundle, float32_archive) -> BenchReport:
 # --- the timing loop ---------------------------------------------------------------------------
 
 
-class CountingInvoke:
-    def __init__(self) -> None:
+class TickingClock:
+    """A stand-in for `time.perf_counter_ns`: each read returns the time and then advances it by `step`."""
+
+    def __init__(self, step: int = 1000) -> None:
+        self.now = 0
+        self.step = step
+
+    def __call__(self) -> int:
+        now = self.now
+        self.now += self.step
+        return now
+
+
+@pytest.fixture
+def ticking_clock(monkeypatch) -> TickingClock:
+    """The timing loop's clock, ticking 1 µs per read: every timed invoke then lasts exactly 1 µs
+    (two reads), whatever the machine does."""
+    clock = TickingClock()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=clock))
+    return clock
+
+
+class CostlyInvoke:
+    """An invoke whose n-th call takes n µs on `clock`: timings then show which calls were timed."""
+
+    def __init__(self, clock: TickingClock) -> None:
+        self.clock = clock
         self.calls = 0
 
     def __call__(self) -> None:
         self.calls += 1
+        self.clock.now += self.calls * 1000
 
 
-def test_time_invokes_runs_first_warmup_and_repeat_exactly():
-    invoke = CountingInvoke()
+def test_time_invokes_times_the_first_alone_skips_warmup_and_times_repeat(ticking_clock):
+    ticking_clock.step = 0  # only invokes move the clock
+    invoke = CostlyInvoke(ticking_clock)
     first_ns, timings = time_invokes(invoke, warmup=3, repeat=7)
     assert invoke.calls == 1 + 3 + 7
-    assert first_ns >= 0
-    assert timings.dtype == np.int64 and timings.shape == (7,)
-    assert (timings >= 0).all()
+    assert first_ns == 1000  # call 1
+    assert timings.dtype == np.int64
+    assert timings.tolist() == [n * 1000 for n in range(5, 12)]  # calls 5..11; warm-up calls 2..4 untimed
 
 
-def test_time_invokes_min_seconds_stops_and_keeps_every_timing():
-    invoke = CountingInvoke()
-    _, timings = time_invokes(invoke, warmup=0, min_seconds=1e-9)
-    assert timings.size >= 1
-    assert invoke.calls == 1 + timings.size
+def test_time_invokes_min_seconds_stops_at_the_deadline_and_keeps_every_timing(ticking_clock):
+    invoke = CostlyInvoke(ticking_clock)
+    ticking_clock.step = 0
+    _, timings = time_invokes(invoke, warmup=0, min_seconds=20e-6)
+    # The deadline is 20 µs after the first invoke ends: calls 2 to 6 take 2+3+4+5+6 = 20 µs and reach it.
+    assert timings.tolist() == [2000, 3000, 4000, 5000, 6000]
+    assert invoke.calls == 1 + 5
+
+
+def test_time_invokes_min_seconds_grows_past_its_first_buffer(ticking_clock):
+    _, timings = time_invokes(lambda: None, warmup=0, min_seconds=3000e-6)
+    # Each timed invoke reads 1 µs and moves the clock 2 µs (two reads): 3000 µs hold 1500, past 1024.
+    assert timings.size == 1500 and set(timings.tolist()) == {1000}
 
 
 def test_benchmark_inputs_match_the_model_and_are_reproducible(digits_bundles):
@@ -110,9 +141,15 @@ def test_benchmark_inputs_match_the_model_and_are_reproducible(digits_bundles):
             assert array.dtype == np.dtype(detail["dtype"])
             assert array.shape == tuple(detail["shape"])
             np.testing.assert_array_equal(array, same)
-        if mode == "int8":
-            assert first[0][1].min() >= -128 and first[0][1].max() <= 127
-            assert len(np.unique(first[0][1])) > 10  # random, not a constant
+        values = first[0][1]
+        if mode == "int8":  # the whole int8 range, as TFLite's benchmark tool fills integer inputs
+            assert values.min() == -128 and values.max() == 127
+        else:  # uniform in [-1, 1)
+            assert -1.0 <= values.min() < -0.9 and 0.9 < values.max() < 1.0
+            assert abs(float(values.mean())) < 0.1
+        assert len(np.unique(values)) > 100  # random, not a constant
+    other_seed = benchmark_inputs(interpreter, seed=1)
+    assert not np.array_equal(other_seed[0][1], first[0][1])
 
 
 # --- bench() -----------------------------------------------------------------------------------
@@ -128,13 +165,12 @@ def test_rows_per_model_and_thread_count(side_by_side, int8_bundle, float32_arch
     ]
     assert [row.quantization for row in report.rows] == ["int8", "int8", "float32", "float32"]
     assert report.runtime.name == "ai-edge-litert"
-    assert report.repeat == 15 and report.min_seconds is None and report.warmup == 2
     for row in report.rows:
         latency = row.latency_ms
         assert latency.count == 15 and row.timings_ns.size == 15
         assert latency.min <= latency.p50 <= latency.p90 <= latency.p99 <= latency.max
         assert latency.p50 == pytest.approx(np.median(row.timings_ns) / 1e6)
-        assert row.load_ms > 0 and row.first_invoke_ms > 0
+        assert latency.p99 == pytest.approx(np.percentile(row.timings_ns, 99) / 1e6)
         assert row.throughput_per_s == pytest.approx(1000.0 / latency.mean)
         assert row.peak_rss_bytes and row.peak_rss_bytes > 10 * 2**20
         assert row.delegate_applied is True  # XNNPACK takes these CPU graphs
@@ -172,10 +208,22 @@ def test_default_threads_come_from_the_target_or_the_cores(int8_bundle, digits_b
     assert bare_row.budget_ms is None and bare_row.within_budget is None
 
 
-def test_min_seconds_instead_of_repeat(int8_bundle):
-    report = bench([int8_bundle], threads=[1], warmup=0, min_seconds=0.02)
-    assert report.repeat is None and report.min_seconds == 0.02
-    assert report.rows[0].latency_ms.count >= 1
+def test_rows_are_timed_by_the_timing_loop(int8_bundle, ticking_clock):
+    """The real interpreter under a clock ticking 1 µs per read: the first invoke and every timed
+    invoke read exactly 1 µs, so the row shows what the loop measured and nothing else."""
+    row = bench([int8_bundle], threads=[1], warmup=3, repeat=9).rows[0]
+    assert row.first_invoke_ms == 0.001
+    assert row.latency_ms.count == 9 and row.timings_ns.tolist() == [1000] * 9
+    assert row.latency_ms.min == row.latency_ms.p99 == row.latency_ms.max == 0.001
+    assert row.throughput_per_s == pytest.approx(1e6)
+    assert row.gmacs_per_s == pytest.approx(row.macs / 0.001 / 1e6)
+
+
+def test_min_seconds_instead_of_repeat(int8_bundle, ticking_clock):
+    report = bench([int8_bundle], threads=[1], warmup=0, min_seconds=20e-6)
+    # 20 µs after the deadline read, 1 µs (two reads) per timed invoke: 10 invokes.
+    assert report.rows[0].latency_ms.count == 10
+    assert report.to_dict()["repeat"] is None and report.to_dict()["min_seconds"] == 20e-6
 
 
 def test_given_budget_judges_every_row_and_is_enforced(int8_bundle, float32_archive):
@@ -231,9 +279,10 @@ def test_csv_has_one_line_per_row(side_by_side, tmp_path):
         lines = list(reader)
     assert len(lines) == 4
     for line, row in zip(lines, side_by_side.rows):
-        assert int(line["threads"]) == row.threads
-        assert float(line["p50_ms"]) == pytest.approx(row.latency_ms.p50, abs=1e-4)
-        assert int(line["count"]) == 15
+        data = row.to_dict()  # the CSV says what the JSON report says, latency flattened
+        latency = data.pop("latency_ms")
+        expected = {**data, **{f"{k}_ms": v for k, v in latency.items() if k != "count"}, "count": latency["count"]}
+        assert line == {column: "" if expected[column] is None else str(expected[column]) for column in CSV_COLUMNS}
     assert [p.name for p in tmp_path.iterdir()] == ["bench.csv"]  # no temporary left behind
 
 
@@ -262,6 +311,18 @@ def test_bench_never_imports_tensorflow_or_matplotlib(int8_bundle):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_old_names_stay_importable_from_benchmark():
+    """`edgekit.runtime.benchmark` was one module; callers (the bench command) still import from it."""
+    assert benchmark.write_csv is bench_files.write_csv
+    assert benchmark.save_latency_plot is bench_files.save_latency_plot
+    assert benchmark.require_matplotlib is bench_files.require_matplotlib
+    assert benchmark.CSV_COLUMNS is bench_files.CSV_COLUMNS
+    assert benchmark.row_label is bench_report.row_label
+    assert benchmark.BenchReport is bench_report.BenchReport and benchmark.BenchRow is bench_report.BenchRow
+    assert benchmark.usable_cores is process.usable_cores
+    assert benchmark.time_invokes is timing.time_invokes
 
 
 # --- the command -------------------------------------------------------------------------------
