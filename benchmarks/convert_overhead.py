@@ -119,7 +119,8 @@ def fresh_state() -> None:
 def fidelity_seconds(content: bytes, samples: np.ndarray) -> float:
     """What edgekit's fidelity check costs: both models on the check samples, outputs compared."""
     from edgekit.conversion.load import load_model
-    from edgekit.conversion.verify import TFLiteModel, compare_outputs
+    from edgekit.conversion.tflite_model import TFLiteModel
+    from edgekit.conversion.verify import compare_outputs
 
     source = load_model(MODEL)
     check = samples[:200]
@@ -136,15 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     if not MODEL.is_file():
         raise SystemExit(f"{MODEL}: missing; build it with `make sample` (or `make bench`)")
     samples = calibration_samples()
-    from edgekit.conversion.calibration import load_samples
+    from edgekit.conversion.inputs import image_preprocess, load_samples
     from edgekit.conversion.quiet import import_tensorflow
 
     import_tensorflow()
     from edgekit.bundle import TensorSpec
-    from edgekit.conversion.pipeline import image_preprocess
 
     preprocess = image_preprocess((None, 32, 32, 1), None, None)
-    same = load_samples(CALIBRATION, TensorSpec("image", (1, 32, 32, 1), "float32"), preprocess, 300)
+    same = load_samples(CALIBRATION, TensorSpec("image", (1, 32, 32, 1), "float32"), preprocess, 300).x
     assert np.allclose(same, samples), "bare and edgekit calibration samples differ"
 
     results = Results("convert_overhead")

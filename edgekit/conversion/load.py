@@ -9,6 +9,7 @@ because loading it would run that code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class SourceModel:
     output_shape: tuple[int | None, ...]
     sha256: str
     keras_model: Any = None
+    export_archive: Any = None  # Keras sources: the traced graph that both predicts and is exported
     predict_fn: Callable[[np.ndarray], np.ndarray] | None = None
     tflite_content: bytes | None = None  # only for an existing .tflite
     quantization: str | None = None  # only for an existing .tflite: the mode it was converted with
@@ -159,19 +161,35 @@ def _load_keras(path: Path, kind: str, unsafe: bool) -> SourceModel:
             f"(this one has {len(model.inputs)} and {len(model.outputs)})"
         )
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return model(batch, training=False).numpy()
-
-    return SourceModel(
+    source = SourceModel(
         path=path,
         kind=kind,
         input_shape=tuple(model.inputs[0].shape),
         output_shape=tuple(model.outputs[0].shape),
         sha256=sha256_file(path),
-        keras_model=model,
-        predict_fn=predict,
         output_name=output_layer_name(model),
     )
+    return with_keras_model(source, model)
+
+
+def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
+    """`source` running `model` (a loaded or a pruned Keras model) through one traced graph.
+
+    The reference outputs run in graph mode: eager calls keep every activation of a batch resident
+    (MobileNetV2-224, 32 samples: +2.7 GB peak against +0.3 GB traced). The same trace is what the
+    SavedModel export writes, so tracing for the checks costs the export nothing."""
+    keras = import_keras()
+    tf = import_tensorflow()
+    archive = keras.export.ExportArchive()
+    spec = model.inputs[0]
+    signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name=spec.name)]
+    with quiet_native_output():
+        serve = archive.track_and_add_endpoint("serve", model, signature)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return serve(tf.constant(batch)).numpy()
+
+    return dataclasses.replace(source, keras_model=model, export_archive=archive, predict_fn=predict)
 
 
 def output_layer_name(model: Any) -> str:

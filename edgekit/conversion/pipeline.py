@@ -79,6 +79,7 @@ class State:
     pruning: PruningReport | None = None
     export_dir: Path | None = None
     converted: Mapping[str, Converted] = field(default_factory=dict)
+    float32_bytes: int | None = None  # the float32 model's size, what the report's size ratio is against
     checks: VerificationSet | None = None
     thresholds: Thresholds | None = None
     conversions: Mapping[str, ModeConversion] = field(default_factory=dict)  # verified
@@ -131,13 +132,17 @@ def quantize(state: State, recipe: ConvertOptions) -> State:
     if plan.existing_tflite:
         assert source.tflite_content is not None
         state.steps(f"read {plan.modes[0]}")
-        return replace(state, converted={plan.modes[0]: Converted(plan.modes[0], source.tflite_content, 0.0)})
+        content = source.tflite_content
+        float32_bytes = len(content) if plan.modes[0] == "float32" else None
+        return replace(
+            state, converted={plan.modes[0]: Converted(plan.modes[0], content, 0.0)}, float32_bytes=float32_bytes
+        )
     assert state.export_dir is not None
     calibration = state.loaded.calibration
-    converted, failures = convert_modes(
+    converted, failures, float32_bytes = convert_modes(
         state.export_dir, plan.modes, calibration, recipe.verbose, plan.auto, state.steps
     )
-    return replace(state, converted=converted, failures=failures)
+    return replace(state, converted=converted, failures=failures, float32_bytes=float32_bytes)
 
 
 def verify(state: State, recipe: ConvertOptions) -> State:
@@ -234,7 +239,7 @@ def compare_pruned(state: State, recipe: ConvertOptions) -> State:
 
 def bundle(state: State, recipe: ConvertOptions) -> ConversionReport:
     plan, inputs, source, conversions = state.plan, state.loaded.inputs, state.loaded.source, state.conversions
-    float32_bytes = len(conversions["float32"].content) if "float32" in conversions else None
+    float32_bytes = state.float32_bytes
     manifest_source = {**source.to_dict(), **({"pruning": state.pruning.summary()} if state.pruning else {})}
     results = []
     for target in plan.targets:

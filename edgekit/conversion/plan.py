@@ -77,7 +77,10 @@ def plan_conversion(model: str | os.PathLike[str], recipe: ConvertOptions) -> Pl
     if not name or "/" in name or name.startswith("."):
         raise InputError(f"--name {name!r}: must be a plain file name")
     wanted = {m for t in targets for m in t.modes} if auto else set(by_target.values())
-    modes = () if existing else tuple(sorted(wanted | {"float32"}, key=QUANT_MODES.index))
+    # float32 only when a target may want it: a calibrated conversion reports the float model's size
+    # on its way (the report's size against float32), so it costs no conversion of its own.
+    size_reference = set() if wanted & set(CALIBRATED_MODES) and recipe.calibration is not None else {"float32"}
+    modes = () if existing else tuple(sorted(wanted | size_reference, key=QUANT_MODES.index))
     plan = Plan(name, Path(recipe.out), targets, modes, by_target, auto and not existing, existing)
     for target in targets:
         for existing_path in (plan.bundle_path(target), *([plan.archive_path(target)] if recipe.archive else [])):

@@ -3,7 +3,6 @@ fine-tuned with labelled data, else one-shot; and the report of what it did."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from edgekit.conversion.accuracy import model_accuracy
 from edgekit.conversion.inputs import TRAINING, ModelInputs, Samples, load_samples
+from edgekit.conversion.load import with_keras_model
 from edgekit.conversion.prune import PruneSettings
 from edgekit.conversion.prune.channels import ChannelPruning, prune_channels
 from edgekit.conversion.prune.compare import PrunedVsUnpruned
@@ -165,4 +165,4 @@ def prune_source(
         train = load_samples(finetune_data, inputs.tensor, inputs.preprocess, labels=inputs.labels, option=TRAINING)
     labelled = evaluation if evaluation is not None and evaluation.labelled else None
     model, report = prune_model(source.keras_model, settings, train, labelled, progress, verbose, calibration)
-    return dataclasses.replace(source, keras_model=model, predict_fn=keras_predictor(model)), report
+    return with_keras_model(source, model), report
