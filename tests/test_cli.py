@@ -119,7 +119,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, digits_bundles):
 
 def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsys):
     """A bug still gets one line and exit 1, never a traceback; EDGEKIT_DEBUG=1 lets it through."""
-    import typer
+    import click
 
     from edgekit.cli.output import DEBUG_ENV, reports_errors
 
@@ -128,7 +128,7 @@ def test_an_unexpected_exception_is_one_line_unless_debugging(monkeypatch, capsy
         raise AttributeError("'list' object has no attribute '_type_spec'")
 
     monkeypatch.delenv(DEBUG_ENV, raising=False)
-    with pytest.raises(typer.Exit) as exited:
+    with pytest.raises(click.exceptions.Exit) as exited:
         broken()
     assert exited.value.exit_code == 1
     lines = capsys.readouterr().err.splitlines()
