@@ -33,6 +33,12 @@ COMMANDS = {
 class Commands(click.Group):
     """A group whose commands are imported on first use."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:  # bare `edgekit`: the help on stdout and exit 2, whatever click's version does
+            click.echo(ctx.get_help())
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -51,7 +57,6 @@ class Commands(click.Group):
 
 @click.group(
     cls=Commands,
-    no_args_is_help=True,
     context_settings=CONTEXT,
     help="Take a trained model to a Raspberry Pi, a Jetson or an x86 box, and prove it runs fast enough.\n\n"
     "Exit codes: 0 ok, 1 bad input or failure, 2 usage error, 3 over the latency budget, "
