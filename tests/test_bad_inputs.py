@@ -576,6 +576,13 @@ def _assert_complete_bundles_only(folder: Path) -> None:
             pass
 
 
+def _cannot_simulate_full_disk(reason: str) -> None:
+    """Skip on a developer's machine; under CI (CI=true) this test must run, so it fails instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run the full-disk test, but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture()
 def full_disk(tmp_path):
     """A real 200 KB filesystem (tmpfs). Mounting needs root, as CI has; a file size limit cannot stand in,
@@ -583,10 +590,10 @@ def full_disk(tmp_path):
     mount = tmp_path / "full"
     mount.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("simulating a full disk mounts a small tmpfs, which needs root")
+        _cannot_simulate_full_disk("simulating a full disk mounts a small tmpfs, which needs root and `mount`")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        _cannot_simulate_full_disk(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mount
     finally:
@@ -664,3 +671,35 @@ def test_sigterm_during_run_removes_the_unpacked_archive(w, tmp_path):
     assert fired, result.stderr
     assert_refused(result, 130, "interrupted")
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_ctrl_c_during_a_timing_loop_removes_the_unpacked_archive(command, digits_bundles, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    archive = digits_bundles["reports"]["int8"].bundles[0].archive
+    args = [command, archive, "--repeat", "100000000"]
+    result, fired = _interrupt_when(args, {"TMPDIR": str(tmp)}, lambda: any(tmp.iterdir()))
+    assert fired, result.stderr
+    assert_refused(result, 130, "interrupted")
+    assert list(tmp.iterdir()) == []
+
+
+def test_ctrl_c_during_debug_leaves_nothing(digits, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["debug", digits["model"], "--calibration", digits["calibration"], "--calibration-size", "50"]
+    # debug exports the Keras model to a SavedModel in $TMPDIR first: interrupt then.
+    result, fired = _interrupt_when(args, {"TMPDIR": str(tmp)}, lambda: any(tmp.iterdir()))
+    assert fired, result.stderr
+    assert_refused(result, 130, "interrupted")
+    assert list(tmp.iterdir()) == []
+
+
+def test_the_full_disk_test_fails_rather_than_skips_under_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the full-disk test"):
+        _cannot_simulate_full_disk("no mount here")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        _cannot_simulate_full_disk("no mount here")

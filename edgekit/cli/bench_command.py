@@ -1,121 +1,84 @@
 """`edgekit bench`: bundles or .tflite models side by side over a sweep of thread counts."""
 
-import sys
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Any, List, Optional
 
-import typer
+import click
 
+from edgekit import defaults
+from edgekit.cli.options import (
+    Command,
+    argument,
+    budget_option,
+    json_option,
+    option,
+    output_file_option,
+    runtime_option,
+    thread_counts_option,
+    warmup_option,
+)
 from edgekit.cli.output import fail, human_bytes, print_json, reports_errors
+from edgekit.cli.progress_bar import ProgressBar
 
 
-def parse_threads(values: Optional[List[str]]) -> Optional[List[int]]:
-    """Accept `--threads 1,2,4` or the option repeated."""
-    if not values:
-        return None
-    counts = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if not part.isdigit() or int(part) < 1:
-                raise typer.BadParameter(f"{part!r} is not a thread count (1 or more)", param_hint="--threads")
-            counts.append(int(part))
-    return counts
-
-
-class RowProgress:
-    """A progress bar redrawn only between rows, on a terminal and never under --json.
-
-    The shared StepProgress redraws from a background thread ten times a second; here that thread
-    would run Python (and take a core) while invokes are being timed, so this bar redraws only
-    when a row starts.
-    """
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stdout.isatty()
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> "RowProgress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total} rows"),
-                TimeElapsedColumn(),
-                transient=True,
-                auto_refresh=False,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task("bench", total=None)
-        return self
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"bench: {label}", completed=done, total=total)
-            self._progress.refresh()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-
-def check_output_path(path: Optional[Path], option: str) -> None:
-    """Refuse an unwritable destination before the benchmark runs, not after."""
-    if path is not None and not path.resolve().parent.is_dir():
-        raise typer.BadParameter(f"folder {path.parent} does not exist", param_hint=option)
-
-
+@click.command("bench", cls=Command)
+@argument(
+    "models",
+    "BUNDLE|MODEL.tflite...",
+    "Bundle folders, bundle .tar.gz files or .tflite models, benchmarked side by side.",
+    nargs=-1,
+    required=True,
+)
+@thread_counts_option(
+    "Thread counts to sweep, e.g. 1,2,4. Default: each bundle's target (a bare model: this machine's cores)."
+)
+@warmup_option("Untimed invokes after the first (timed on its own).")
+@option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=f"Timed invokes per row. Default {defaults.REPEAT} (unless --min-seconds).",
+)
+@option(
+    "--min-seconds",
+    type=float,
+    metavar="SECONDS",
+    help="Time invokes for at least this long per row instead of a fixed --repeat.",
+)
+@budget_option(
+    "Latency budget for the invoke p99; exit 3 when any row is over it. Default: each bundle's, reported only."
+)
+@runtime_option("Force a runtime: ai-edge-litert, tflite-runtime or tensorflow.")
+@json_option()
+@output_file_option("--csv", "Also write the rows to this CSV file.")
+@output_file_option(
+    "--plot", "Draw each row's latency distribution to this image (.png, .svg, .pdf; needs matplotlib)."
+)
 @reports_errors
 def bench(
-    models: List[Path] = typer.Argument(
-        ...,
-        metavar="BUNDLE|MODEL.tflite",
-        help="Bundle folders, bundle .tar.gz files or .tflite models, benchmarked side by side.",
-        show_default=False,
-    ),
-    threads: Optional[List[str]] = typer.Option(
-        None,
-        "--threads",
-        metavar="1,2,4",
-        help="Thread counts to sweep, e.g. 1,2,4. Default: each bundle's target (a bare model: this machine's cores).",
-    ),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes after the first (timed on its own)."),
-    repeat: Optional[int] = typer.Option(
-        None, "--repeat", min=1, help="Timed invokes per row. Default 100 (unless --min-seconds)."
-    ),
-    min_seconds: Optional[float] = typer.Option(
-        None, "--min-seconds", help="Time invokes for at least this long per row instead of a fixed --repeat."
-    ),
-    budget_ms: Optional[float] = typer.Option(
-        None,
-        "--budget-ms",
-        help="Latency budget for the invoke p99; exit 3 when any row is over it. Default: each bundle's, reported only.",
-    ),
-    runtime: Optional[str] = typer.Option(
-        None, "--runtime", help="Force a runtime: ai-edge-litert, tflite-runtime or tensorflow."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the rows to this CSV file."),
-    plot_path: Optional[Path] = typer.Option(
-        None, "--plot", help="Draw each row's latency distribution to this image (.png, .svg, .pdf; needs matplotlib)."
-    ),
+    models: tuple[Path, ...],
+    threads: list[int] | None,
+    warmup: int,
+    repeat: int | None,
+    min_seconds: float | None,
+    budget_ms: float | None,
+    runtime: str | None,
+    as_json: bool,
+    csv: Path | None,
+    plot: Path | None,
 ) -> None:
     """Measure load time, first invoke, latency percentiles, throughput, peak RSS and GMAC/s per model and thread count."""
     from edgekit.runtime.benchmark import bench as run_bench
     from edgekit.runtime.benchmark import require_matplotlib, save_latency_plot, write_csv
 
-    counts = parse_threads(threads)
-    check_output_path(csv_path, "--csv")
-    check_output_path(plot_path, "--plot")
-    if plot_path is not None:
+    if plot is not None:
         require_matplotlib()
-    with RowProgress(not as_json) as progress:
+    # Redrawn only between rows: a refresh thread would take a core while invokes are timed.
+    with ProgressBar("bench", enabled=not as_json, background=False) as progress:
         report = run_bench(
-            models,
-            threads=counts,
+            list(models),
+            threads=threads,
             warmup=warmup,
             repeat=repeat,
             min_seconds=min_seconds,
@@ -123,10 +86,10 @@ def bench(
             runtime=runtime,
             progress=progress,
         )
-    if csv_path is not None:
-        write_csv(report, csv_path)
-    if plot_path is not None:
-        save_latency_plot(report, plot_path)
+    if csv is not None:
+        write_csv(report, csv)
+    if plot is not None:
+        save_latency_plot(report, plot)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -1,47 +1,78 @@
 """`edgekit debug`: where int8 quantization hurts a model, layer by layer, worst first."""
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
-import typer
+import click
 
-from edgekit.cli.output import StepProgress, console, human_bytes, print_json, reports_errors, split_values, table
+from edgekit import defaults
+from edgekit.cli.options import (
+    Command,
+    argument,
+    calibration_option,
+    eval_data_option,
+    json_option,
+    labels_option,
+    numbers_option,
+    option,
+    size_option,
+    threshold_options,
+    unsafe_load_option,
+    verbose_option,
+)
+from edgekit.cli.output import console, human_bytes, print_json, python_warnings, reports_errors, table
+from edgekit.cli.progress_bar import ProgressBar
 
 
+@click.command("debug", cls=Command)
+@argument("model", "MODEL", "A Keras 3 .keras / legacy .h5 file or a SavedModel folder.")
+@calibration_option("Representative inputs for int8: a folder of images, a .npy or a .npz (key x).", required=True)
+@size_option("--calibration-size", defaults.CALIBRATION_SIZE, "How many calibration samples to use.")
+@numbers_option("--mean", "Pixel mean on 0-255 values (as for convert).")
+@numbers_option("--std", "Pixel std on 0-255 values (as for convert).")
+@eval_data_option(
+    "Check the int8 model on these inputs instead of the calibration data: a folder per class or a .npz with x and y (labels give accuracy)."
+)
+@size_option("--eval-size", defaults.EVAL_SIZE, "How many evaluation samples to use.")
+@labels_option("Class labels, one per line (maps class folders).")
+@threshold_options(convert=False)
+@option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    metavar="N",
+    help="Layers to show (the JSON has all).",
+)
+@option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="When int8 misses the thresholds, search which layers to keep in float.",
+)
+@unsafe_load_option("Load Keras files that carry Python code (Lambda layers). Only for files you trust.")
+@json_option()
+@verbose_option()
 @reports_errors
 def debug(
-    model: Path = typer.Argument(
-        ..., help="A Keras 3 .keras / legacy .h5 file or a SavedModel folder.", show_default=False
-    ),
-    calibration: Path = typer.Option(
-        ..., "--calibration", help="Representative inputs for int8: a folder of images, a .npy or a .npz (key x)."
-    ),
-    calibration_size: int = typer.Option(300, "--calibration-size", min=1, help="How many calibration samples to use."),
-    mean: Optional[List[str]] = typer.Option(None, "--mean", help="Pixel mean on 0-255 values (as for convert)."),
-    std: Optional[List[str]] = typer.Option(None, "--std", help="Pixel std on 0-255 values (as for convert)."),
-    eval_data: Optional[Path] = typer.Option(
-        None,
-        "--eval-data",
-        help="Check the int8 model on these inputs instead of the calibration data: a folder per class or a .npz with x and y (labels give accuracy).",
-    ),
-    eval_size: int = typer.Option(500, "--eval-size", min=1, help="How many evaluation samples to use."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class labels, one per line (maps class folders)."),
-    max_accuracy_drop: Optional[float] = typer.Option(
-        None, "--max-accuracy-drop", help="Accuracy the int8 model may lose, in percentage points (needs labels)."
-    ),
-    min_agreement: float = typer.Option(0.9, "--min-agreement", help="Minimum top-1 agreement with the source."),
-    min_cosine: float = typer.Option(0.98, "--min-cosine", help="Minimum cosine similarity of outputs."),
-    top: int = typer.Option(15, "--top", min=1, help="Layers to show (the JSON has all)."),
-    search: bool = typer.Option(
-        True, "--search/--no-search", help="When int8 misses the thresholds, search which layers to keep in float."
-    ),
-    unsafe_load: bool = typer.Option(
-        False,
-        "--unsafe-load",
-        help="Load Keras files that carry Python code (Lambda layers). Only for files you trust.",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show TensorFlow's own log output."),
+    model: Path,
+    calibration: Path,
+    calibration_size: int,
+    mean: list[float] | None,
+    std: list[float] | None,
+    eval_data: Path | None,
+    eval_size: int,
+    labels: Path | None,
+    max_accuracy_drop: float | None,
+    min_agreement: float,
+    min_cosine: float,
+    top: int,
+    search: bool,
+    unsafe_load: bool,
+    as_json: bool,
+    verbose: bool,
 ) -> None:
     """Report, layer by layer and worst first, how much error int8 quantization adds (TFLite's
     QuantizationDebugger), and which layers to keep in float when the int8 model misses the thresholds.
@@ -50,17 +81,17 @@ def debug(
     layer's output channels. 0 is perfect; 1 means every channel rounds to nothing, as happens when a
     few outlier channels stretch the int8 range.
     """
+    python_warnings(verbose)
     from edgekit.conversion.debug import debug as run_debug
     from edgekit.conversion.verify import Thresholds
 
-    with StepProgress(not as_json, "debugging int8") as progress:
-        steps = iter(range(1, 100))
+    with ProgressBar("debugging int8", enabled=not as_json) as progress:
         report = run_debug(
             model,
             calibration,
             calibration_size=calibration_size,
-            mean=split_values(mean, "mean"),
-            std=split_values(std, "std"),
+            mean=mean,
+            std=std,
             eval_data=eval_data,
             eval_size=eval_size,
             labels=labels,
@@ -68,7 +99,7 @@ def debug(
             search=search,
             unsafe_load=unsafe_load,
             verbose=verbose,
-            progress=lambda label: progress(label, next(steps), None),
+            progress=progress,
         )
     if as_json:
         print_json(report.to_dict())
@@ -78,7 +109,7 @@ def debug(
     if report.int8 is not None:
         out.print(mixed_line("int8", report.int8))
     if report.suspects:
-        out.print(f"suspect layers (channel error >= 0.2): {', '.join(report.suspects)}")
+        out.print(suspects_line(report.suspects))
     suggestion = report.suggestion
     if suggestion is not None:
         for step in suggestion.steps:
@@ -121,3 +152,7 @@ def mixed_line(label: str, model: Any) -> str:
         parts.append(f"accuracy {verdict.accuracy.converted:.2%} (source {verdict.accuracy.source:.2%})")
     parts.append("passes" if verdict.passed else "FAILS: " + "; ".join(verdict.problems))
     return ", ".join(parts)
+
+
+def suspects_line(suspects: Any) -> str:
+    return f"suspect layers (channel error >= {defaults.SUSPECT_ERROR:g}): {', '.join(suspects)}"

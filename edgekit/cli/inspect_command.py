@@ -1,17 +1,21 @@
 """`edgekit inspect`: what a bundle or a .tflite holds."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any
 
-import typer
+import click
 
+from edgekit.cli.options import Command, argument, json_option
 from edgekit.cli.output import console, human_bytes, print_json, reports_errors, table
 
 
+@click.command("inspect", cls=Command)
+@argument("path", "BUNDLE|MODEL.tflite", "A bundle folder, a bundle .tar.gz or a .tflite file.")
+@json_option("Print as JSON.")
 @reports_errors
-def inspect(
-    path: Path = typer.Argument(..., help="A bundle folder, a bundle .tar.gz or a .tflite file.", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> None:
+def inspect(path: Path, as_json: bool) -> None:
     """Show inputs and outputs with their quantization, operators, tensor dtypes and weight bytes."""
     from edgekit.runtime.inspect_model import inspect as inspect_path
 
@@ -45,3 +49,21 @@ def inspect(
             f"manifest: schema {m['schema']}, {m['name']} for {m['target'].get('name')} "
             f"({m['quantization']}), created by {m['created_by']}, preprocess {m['preprocess']}"
         )
+    recipe = recipe_of(info)
+    if recipe:
+        rows = [[key, show_value(value)] for key, value in recipe.items()]
+        out.print(table("recipe (edgekit convert --recipe reproduces it)", ["option", "value"], rows))
+
+
+def recipe_of(info: Any) -> dict[str, Any] | None:
+    """The conversion recipe a bundle was made with: the report's `recipe`, else the manifest's record."""
+    recipe = getattr(info, "recipe", None)
+    if recipe is None and info.manifest:
+        recipe = (info.manifest.get("conversion") or {}).get("recipe")
+    return recipe.to_dict() if hasattr(recipe, "to_dict") else recipe
+
+
+def show_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value)
+    return "-" if value is None else str(value)

@@ -1,21 +1,21 @@
 """`edgekit keygen`, `edgekit sign` and `edgekit verify`: who built a bundle, and is it intact?"""
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Optional
 
-import typer
+import click
 
+from edgekit.cli.options import Command, argument, json_option, option, trusted_key_option
 from edgekit.cli.output import console, human_bytes, print_json, reports_errors
 
 
+@click.command("keygen", cls=Command)
+@argument("name", "NAME", "Writes NAME.key (private, mode 0600) and NAME.pub (public).")
+@option("--force", is_flag=True, help="Overwrite existing key files.")
+@json_option("Print the result as JSON.")
 @reports_errors
-def keygen(
-    name: Path = typer.Argument(
-        ..., help="Writes NAME.key (private, mode 0600) and NAME.pub (public).", show_default=False
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
+def keygen(name: Path, force: bool, as_json: bool) -> None:
     """Make an Ed25519 key pair for signing bundles. Keep NAME.key on the build machine; copy NAME.pub to devices."""
     from edgekit.signing import generate_keypair
 
@@ -29,12 +29,18 @@ def keygen(
     )
 
 
+@click.command("sign", cls=Command)
+@argument("bundle", "BUNDLE", "A bundle folder or its .tar.gz (signed in place).")
+@option(
+    "--key",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="FILE",
+    help="The private key NAME.key from edgekit keygen.",
+)
+@json_option("Print the result as JSON.")
 @reports_errors
-def sign(
-    bundle: Path = typer.Argument(..., help="A bundle folder or its .tar.gz (signed in place).", show_default=False),
-    key: Path = typer.Option(..., "--key", help="The private key NAME.key from edgekit keygen.", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
+def sign(bundle: Path, key: Path, as_json: bool) -> None:
     """Sign a bundle: writes edgekit.sig, an Ed25519 signature over its manifest (which lists every file's SHA-256)."""
     from edgekit.signing import sign_bundle
 
@@ -45,14 +51,12 @@ def sign(
     console().print(f"signed {result.bundle} with key {result.key_id} ({result.signature_file})")
 
 
+@click.command("verify", cls=Command)
+@argument("bundle", "BUNDLE", "A bundle folder or its .tar.gz.")
+@trusted_key_option("Public key NAME.pub: refuse (exit 4) a bundle it did not sign.")
+@json_option("Print the result as JSON.")
 @reports_errors
-def verify(
-    bundle: Path = typer.Argument(..., help="A bundle folder or its .tar.gz.", show_default=False),
-    trusted_key: Optional[Path] = typer.Option(
-        None, "--trusted-key", help="Public key NAME.pub: refuse (exit 4) a bundle it did not sign."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-) -> None:
+def verify(bundle: Path, trusted_key: Path | None, as_json: bool) -> None:
     """Check a bundle without running it: manifest, every file's SHA-256 and, with --trusted-key, the signature.
 
     Exit 4 when a file is missing, extra or changed, or the signature is missing or wrong.

@@ -1,26 +1,27 @@
-"""What every command shares: one-line errors with exit codes, JSON output, tables, progress."""
+"""What every command shares: one-line errors with exit codes, JSON output, tables, quiet warnings."""
 
 import functools
 import json
 import math
 import os
 import sys
-from typing import Any, Callable, List, Optional, Sequence
+import warnings
+from typing import Any, Callable, Optional, Sequence
 
-import typer
+import click
 
 from edgekit.errors import EdgekitError
 
 
-def fail(message: str, code: int) -> "typer.Exit":
+def fail(message: str, code: int) -> click.exceptions.Exit:
     # One line, always: messages can quote file names or library errors that hold newlines.
-    typer.echo(f"edgekit: {' '.join(message.split())}", err=True)
-    return typer.Exit(code)
+    click.echo(f"edgekit: {' '.join(message.split())}", err=True)
+    return click.exceptions.Exit(code)
 
 
 DEBUG_ENV = "EDGEKIT_DEBUG"
-# What commands raise on purpose to exit or report a usage error: typer/click handle these themselves.
-CLI_EXITS = (typer.Exit, typer.Abort, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
+# What commands raise on purpose to exit or report a usage error: click handles these itself.
+CLI_EXITS = (click.exceptions.Exit, click.exceptions.Abort, click.ClickException)
 _interrupted: list[int] = []  # the signals received, set by the CLI's handlers
 
 
@@ -100,53 +101,6 @@ def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[
     return result
 
 
-def split_values(values: Optional[List[str]], name: str) -> Optional[List[float]]:
-    """Accept `--mean 127.5` or `--mean 123.7,116.3,103.5` (or the option repeated)."""
-    if not values:
-        return None
-    numbers = []
-    for value in values:
-        for part in value.split(","):
-            try:
-                numbers.append(float(part))
-            except ValueError:
-                raise typer.BadParameter(f"{part!r} is not a number", param_hint=f"--{name}") from None
-    return numbers
-
-
-class StepProgress:
-    """A progress bar on a terminal, nothing otherwise (and never under --json)."""
-
-    def __init__(self, enabled: bool, description: str):
-        self.enabled = enabled and sys.stdout.isatty()
-        self.description = description
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> "StepProgress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=None)
-        return self
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"{self.description}: {label}", completed=done, total=total)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-
 def human_bytes(size: Optional[int]) -> str:
     if size is None:
         return "-"
@@ -155,3 +109,9 @@ def human_bytes(size: Optional[int]) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return str(size)
+
+
+def python_warnings(verbose: bool) -> None:
+    """Keras's and TensorFlow's Python warnings stay off the terminal, like their native logs; --verbose
+    shows each once per place."""
+    warnings.simplefilter("default" if verbose else "ignore")

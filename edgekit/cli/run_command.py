@@ -1,39 +1,64 @@
 """`edgekit run`: run a bundle on the device and judge its latency against the budget."""
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import List, Optional
 
-import typer
+import click
 
+from edgekit import defaults
+from edgekit.cli.options import (
+    Command,
+    argument,
+    budget_option,
+    json_option,
+    option,
+    runtime_option,
+    trusted_key_option,
+    warmup_option,
+)
 from edgekit.cli.output import fail, print_json, reports_errors
 
 
+@click.command("run", cls=Command)
+@argument("bundle", "BUNDLE", "A bundle folder or its .tar.gz.")
+@argument("inputs", "[INPUT]...", "Images, .npy arrays or folders of them. None: zeros (benchmark mode).", nargs=-1)
+@option("--threads", type=click.IntRange(min=1), metavar="N", help="Interpreter threads. Default: the target's.")
+@warmup_option("Untimed invokes before timing.")
+@option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=defaults.REPEAT,
+    show_default=True,
+    metavar="N",
+    help="Timed invokes.",
+)
+@budget_option(
+    f"Latency budget for the invoke p99. Default: the bundle's ({defaults.BUDGET_MS:g} ms unless the target says otherwise)."
+)
+@option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=defaults.TOP_K,
+    show_default=True,
+    metavar="K",
+    help="Labels to report per input for classifiers.",
+)
+@runtime_option("Force a runtime: ai-edge-litert, tflite-runtime or tensorflow. Default: the lightest installed.")
+@trusted_key_option("Public key NAME.pub: refuse (exit 4) a bundle it did not sign, before loading anything.")
+@json_option()
 @reports_errors
 def run(
-    bundle: Path = typer.Argument(..., help="A bundle folder or its .tar.gz.", show_default=False),
-    inputs: Optional[List[Path]] = typer.Argument(
-        None, help="Images, .npy arrays or folders of them. None: zeros (benchmark mode).", show_default=False
-    ),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads. Default: the target's."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes before timing."),
-    repeat: int = typer.Option(100, "--repeat", min=1, help="Timed invokes."),
-    budget_ms: Optional[float] = typer.Option(
-        None,
-        "--budget-ms",
-        help="Latency budget for the invoke p99. Default: the bundle's (10 ms unless the target says otherwise).",
-    ),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Labels to report per input for classifiers."),
-    runtime: Optional[str] = typer.Option(
-        None,
-        "--runtime",
-        help="Force a runtime: ai-edge-litert, tflite-runtime or tensorflow. Default: the lightest installed.",
-    ),
-    trusted_key: Optional[Path] = typer.Option(
-        None,
-        "--trusted-key",
-        help="Public key NAME.pub: refuse (exit 4) a bundle it did not sign, before loading anything.",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    bundle: Path,
+    inputs: tuple[Path, ...],
+    threads: int | None,
+    warmup: int,
+    repeat: int,
+    budget_ms: float | None,
+    top_k: int,
+    runtime: str | None,
+    trusted_key: Path | None,
+    as_json: bool,
 ) -> None:
     """Run a bundle, report answers and latency, and exit 3 when the invoke p99 is over budget."""
     from edgekit.runtime.session import run as run_bundle

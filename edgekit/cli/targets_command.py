@@ -1,25 +1,34 @@
 """`edgekit targets`: the device profiles edgekit knows."""
 
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Optional
 
-import typer
+import click
 
+from edgekit.cli.options import CONTEXT, Command, argument, json_option, targets_dir_option
 from edgekit.cli.output import console, print_json, reports_errors, table
-
-app = typer.Typer(help="List device profiles, or show one.", invoke_without_command=True, no_args_is_help=False)
 
 TARGETS_DIR_HELP = "Folder with your own profiles (*.toml); they add to, and override, the built-in ones."
 
 
-@app.callback()
+class TargetsGroup(click.Group):
+    """`targets` lists the profiles; `targets show NAME` shows one. Help as the other commands'."""
+
+    default_panel = "Options"
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        Command.format_options(self, ctx, formatter)  # type: ignore[arg-type]
+        self.format_commands(ctx, formatter)
+
+
+@click.group("targets", cls=TargetsGroup, invoke_without_command=True, context_settings=CONTEXT)
+@targets_dir_option(TARGETS_DIR_HELP)
+@json_option("Print as JSON.")
+@click.pass_context
 @reports_errors
-def list_command(
-    ctx: typer.Context,
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir", help=TARGETS_DIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> None:
-    """List every target profile."""
+def targets(ctx: click.Context, targets_dir: Path | None, as_json: bool) -> None:
+    """List device profiles, or show one."""
     if ctx.invoked_subcommand is not None:  # `targets --json show NAME`: the options hold for `show` too
         ctx.obj = {"targets_dir": targets_dir, "json": as_json}
         return
@@ -52,14 +61,13 @@ def list_command(
     )
 
 
-@app.command("show")
+@targets.command("show", cls=Command)
+@argument("name", "NAME", "Target name, e.g. rpi4.", type=str)
+@targets_dir_option(TARGETS_DIR_HELP)
+@json_option("Print as JSON.")
+@click.pass_context
 @reports_errors
-def show(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Target name, e.g. rpi4.", show_default=False),
-    targets_dir: Optional[Path] = typer.Option(None, "--targets-dir", help=TARGETS_DIR_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> None:
+def show(ctx: click.Context, name: str, targets_dir: Path | None, as_json: bool) -> None:
     """Show one target profile."""
     from edgekit.targets import get_target
 
