@@ -26,7 +26,7 @@ from edgekit.cli.options import (
     unsafe_load_option,
     verbose_option,
 )
-from edgekit.cli.output import fail, python_warnings, reports_errors
+from edgekit.cli.output import python_warnings, reports_errors
 from edgekit.cli.progress_bar import ProgressBar
 
 INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
@@ -213,16 +213,14 @@ def convert(ctx: click.Context, model: Path, recipe: Path | None, **flags: Any) 
     python_warnings(flags["verbose"])
     from edgekit.conversion.pipeline import convert as run_conversion
 
-    if recipe is None:
-        tuning = flags["finetune_epochs"] is not None or flags["finetune_lr"] is not None
-        if tuning and flags["finetune_data"] is None:
-            raise fail("error: --finetune-epochs and --finetune-lr need --finetune-data", 2)
-        options = library_keywords(flags)
-    else:  # the recipe's values, overridden by the flags given on the command line
-        given = {key: value for key, value in flags.items() if ctx.get_parameter_source(key) is COMMANDLINE}
-        options = {"recipe": recipe, **recipe_fields(given)}
+    # With a recipe only the flags given on the command line override it; without one, every flag
+    # (their defaults are the library's own).
+    given = {
+        key: value for key, value in flags.items() if recipe is None or ctx.get_parameter_source(key) is COMMANDLINE
+    }
+    options = recipe_fields(given)
     with ProgressBar("converting", enabled=not flags["as_json"]) as progress:
-        report = run_conversion(model, progress=progress, **options)
+        report = run_conversion(model, recipe, progress=progress, **options)
     render(report, flags["as_json"])
 
 
@@ -233,29 +231,9 @@ NOT_OPTIONS = ("as_json",)
 
 
 def recipe_fields(flags: dict[str, Any]) -> dict[str, Any]:
-    """Flags as the recipe's flat fields (`ConvertOptions`)."""
+    """Flags as the recipe's flat fields (`ConvertOptions`); a repeatable flag not given is None."""
     return {
-        RENAMED.get(key, key): list(value) if isinstance(value, tuple) else value
+        RENAMED.get(key, key): (list(value) or None) if isinstance(value, tuple) else value
         for key, value in flags.items()
         if key not in NOT_OPTIONS
     }
-
-
-def library_keywords(flags: dict[str, Any]) -> dict[str, Any]:
-    """Every flag as today's `convert()` keywords: pruning settings travel as one PruneSettings."""
-    from edgekit.conversion.prune import PruneSettings
-
-    fields = recipe_fields(flags)
-    tuning = {"epochs": fields.pop("finetune_epochs"), "learning_rate": fields.pop("finetune_lr")}
-    fields["prune"] = PruneSettings(
-        sparsity=fields.pop("prune"),
-        channels=fields.pop("prune_channels"),
-        skip=tuple(fields.pop("prune_skip")),
-        include=tuple(fields.pop("prune_include")),
-        block=fields.pop("prune_block"),
-        norm=fields.pop("prune_norm"),
-        multiple=fields.pop("prune_channels_multiple"),
-        **{key: value for key, value in tuning.items() if value is not None},
-    )
-    fields["targets"] = list(fields["targets"]) or None
-    return fields

@@ -41,6 +41,9 @@ class Command(click.Command):
         super().__init__(*args, **kwargs)
         self.default_panel = default_panel
 
+    def format_arguments(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Arguments are the first panel of format_options (click 8.2+ would list them a second time)."""
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         panels: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):

@@ -183,8 +183,7 @@ def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
     archive = keras.export.ExportArchive()
     spec = model.inputs[0]
     signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name=spec.name)]
-    with quiet_native_output():
-        serve = archive.track_and_add_endpoint("serve", model, signature)
+    serve = archive.track_and_add_endpoint("serve", model, signature)
 
     def predict(batch: np.ndarray) -> np.ndarray:
         return serve(tf.constant(batch)).numpy()

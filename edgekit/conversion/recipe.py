@@ -128,30 +128,10 @@ class ConvertOptions:
         else:
             raise UsageError(f"recipe must be a ConvertOptions, a dict or a path, got {type(recipe).__name__}")
         extra = dict(overrides or {})
-        if extra.get("prune") is not None and not isinstance(extra["prune"], (int, float)):
-            extra.update(prune_settings_fields(extra["prune"]))  # the CLI's PruneSettings, until it passes flat fields
         unknown = sorted(set(extra) - {f.name for f in fields(cls)})
         if unknown:
             raise UsageError(f"convert() got an unknown option {unknown[0]!r}")
         return cls(**{**base, **extra})
-
-
-def prune_settings_fields(settings: Any) -> dict[str, Any]:
-    """A `PruneSettings` (the CLI's pruning object before the recipe) → the recipe's flat fields."""
-    flat = {
-        "prune": settings.sparsity,
-        "prune_channels": settings.channels,
-        "prune_skip": tuple(settings.skip),
-        "prune_include": tuple(settings.include),
-        "prune_block": settings.block,
-        "prune_norm": settings.norm,
-        "prune_channels_multiple": settings.multiple,
-    }
-    if settings.epochs != defaults.FINETUNE_EPOCHS:
-        flat["finetune_epochs"] = settings.epochs
-    if settings.learning_rate != defaults.FINETUNE_LEARNING_RATE:
-        flat["finetune_lr"] = settings.learning_rate
-    return flat
 
 
 def read_recipe_file(path: str | os.PathLike[str]) -> dict[str, Any]:
