@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -350,3 +351,67 @@ def test_inspect_an_archive(digits_bundles):
     assert code == 0 and info["manifest"]["name"] == "digits-int8" and info["operators"]["CONV_2D"] == 3
     table = edgekit_cli("inspect", archive)
     assert table.returncode == 0 and "CONV_2D" in table.stdout and "digits-int8" in table.stdout
+
+
+# --- recipes --------------------------------------------------------------------------------------
+
+
+def test_inspect_shows_the_recipe_a_bundle_was_made_with(digits_bundles, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundles["bundles"]["float32"], bundle)
+    manifest = json.loads((bundle / "edgekit.json").read_text())
+    manifest["conversion"]["recipe"] = {"quantization": "float32", "calibration_size": 123, "targets": ["x86_64"]}
+    (bundle / "edgekit.json").write_text(json.dumps(manifest, indent=2))
+    table = edgekit_cli("inspect", bundle)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert any(line.startswith("recipe") for line in lines), table.stdout
+    assert any("calibration_size" in line and "123" in line for line in lines), table.stdout
+    assert any("targets" in line and "x86_64" in line for line in lines), table.stdout
+
+
+def test_convert_recipe_file_with_flags_overriding_it(digits, tmp_path):
+    pytest.importorskip("edgekit.conversion.recipe", reason="the library does not take recipes yet")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        f'targets = ["x86_64"]\nquantization = "int8"\ncalibration = "{digits["calibration"]}"\n'
+        'calibration_size = 80\nname = "from-recipe"\n'
+    )
+    out = tmp_path / "out"
+    code, report = cli_json("convert", digits["model"], "--recipe", recipe, "-q", "float16", "--out", out)
+    assert code == 0
+    bundle = report["bundles"][0]
+    assert bundle["target"] == "x86_64" and bundle["mode"] == "float16"  # the flag overrides the recipe
+    manifest = json.loads((out / "from-recipe-x86_64" / "edgekit.json").read_text())
+    assert manifest["conversion"]["recipe"]["quantization"] == "float16"
+    assert manifest["conversion"]["recipe"]["calibration_size"] == 80  # the recipe's, not the flag's default
+    code, info = cli_json("inspect", out / "from-recipe-x86_64")
+    assert code == 0 and info["recipe"]["calibration_size"] == 80
+
+
+# --- the progress bar -----------------------------------------------------------------------------
+
+
+def test_progress_bar_counts_or_spins_and_stays_off_the_pipe(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from edgekit.cli.progress_bar import ProgressBar
+
+    with ProgressBar("converting") as bar:  # stdout is not a terminal under pytest: nothing drawn
+        bar("calibrated", 1, 3)
+        assert bar._progress is None
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    with ProgressBar("debugging", background=False) as bar:
+
+        def shown() -> str:
+            text = io.StringIO()
+            Console(file=text, width=100).print(bar._progress.make_tasks_table(bar._progress.tasks))
+            return text.getvalue()
+
+        bar("calibrated")  # the one-argument form counts steps itself; the total is unknown
+        assert "debugging: calibrated" in shown() and "None" not in shown() and " 1 " in shown()
+        bar("measured", 2, 5)
+        assert "debugging: measured" in shown() and "2/5" in shown()
