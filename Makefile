@@ -55,7 +55,7 @@ test-arm: install arm-env
 BENCH := build/bench
 MOBILENET := samples/mobilenet/build
 BENCH_BUNDLES := $(foreach model,digits mobilenet_v2,$(foreach mode,int8 float32,$(BENCH)/bundles/$(model)-$(mode)-x86_64/edgekit.json))
-BENCH_SCRIPTS := run_vs_bare bench_vs_litert int8_speedup cold_start convert_overhead preprocess_cost
+BENCH_SCRIPTS := run_vs_bare bench_vs_litert int8_speedup cold_start convert_overhead convert_process preprocess_cost
 
 mobilenet: $(MOBILENET)/mobilenet_v2.keras
 

@@ -60,10 +60,8 @@ BARE = (
 IMPORTS = {
     "edgekit.runtime.session": "import edgekit.runtime.session",
     "edgekit.runtime.session + ai_edge_litert": "import edgekit.runtime.session, ai_edge_litert.interpreter",
-    "edgekit.cli (typer)": "import edgekit.cli",
-    "typer": "import typer",
-    "edgekit.cli + typer._adapters": "import edgekit.cli, typer._adapters",
-    "pydantic": "import pydantic",
+    "edgekit.cli + run command": "import edgekit.cli, edgekit.cli.run_command",
+    "click": "import click",
     "rich (table output, not under --json)": "import rich.console, rich.table",
     "numpy": "import numpy",
     "ai_edge_litert.interpreter": "import ai_edge_litert.interpreter",
@@ -182,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     breakdown = {
         label: import_breakdown(statement)
         for label, statement in IMPORTS.items()
-        if label in ("edgekit.runtime.session", "edgekit.cli + typer._adapters")
+        if label in ("edgekit.runtime.session", "edgekit.cli + run command")
     }
     results.add(
         row(
@@ -202,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     results.add(
         row(
             "3",
-            "import time of the CLI (`import edgekit.cli`) + pydantic on first parse",
+            "import time of the CLI and the run command (`import edgekit.cli, edgekit.cli.run_command`)",
             "-",
             None,
-            ms(imports["edgekit.cli + typer._adapters"]),
-            f"typer {ms(imports['typer'])}, pydantic {ms(imports['pydantic'])}",
+            ms(imports["edgekit.cli + run command"]),
+            f"click {ms(imports['click'])}",
             None,
             "report",
             None,

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from workloads import RESULTS, machine_lines
 
-ORDER = ("run_vs_bare", "bench_vs_litert", "int8_speedup", "cold_start", "convert_overhead", "preprocess_cost")
+ORDER = (
+    "run_vs_bare",
+    "bench_vs_litert",
+    "int8_speedup",
+    "cold_start",
+    "convert_overhead",
+    "convert_process",
+    "preprocess_cost",
+)
 
 
 def ratio_cell(entry: dict) -> str:

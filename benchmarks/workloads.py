@@ -36,7 +36,7 @@ WORKLOADS = {
     "mobilenet_v2-int8": "mobilenet_v2-int8-x86_64",
     "mobilenet_v2-float32": "mobilenet_v2-float32-x86_64",
 }
-PACKAGES = ("ai-edge-litert", "tensorflow-cpu", "keras", "numpy", "pillow", "typer", "pydantic", "matplotlib")
+PACKAGES = ("ai-edge-litert", "tensorflow-cpu", "keras", "numpy", "pillow", "click", "rich", "matplotlib")
 
 
 def bundle(name: str) -> Path:

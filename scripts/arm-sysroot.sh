@@ -48,9 +48,9 @@ APT_BLOCK="dpkg perl-base perl tar install-info debconf debconf-2.0 cdebconf
 # emulated ai-edge-litert to the one it is compared with. armv7: PyPI has no armv7 numpy/Pillow wheels,
 # so tflite-runtime goes in without deps and numpy/Pillow come from Debian.
 declare -A PIP=(
-  [arm64-litert]="ai-edge-litert${LITERT_VERSION:+==$LITERT_VERSION} numpy pillow typer"
-  [arm64-tflite-runtime]="tflite-runtime==2.14.0 numpy<2 pillow typer"
-  [armv7-tflite-runtime]="typer")
+  [arm64-litert]="ai-edge-litert${LITERT_VERSION:+==$LITERT_VERSION} numpy pillow click rich"
+  [arm64-tflite-runtime]="tflite-runtime==2.14.0 numpy<2 pillow click rich"
+  [armv7-tflite-runtime]="click rich")
 declare -A PIP_NODEPS=(
   [armv7-tflite-runtime]="tflite-runtime==2.14.0")
 
@@ -307,7 +307,7 @@ for t in "${TARGETS[@]}"; do
   stamp_set "site-$t" "$key"
   rm -f "$STAMPS/smoke-$t" "$STAMPS/pycache-$t"
   got=$(for d in "$site"/*.dist-info; do d=${d##*/}; echo "${d%.dist-info}"; done |
-        grep -Ei '^(ai_edge_litert|tflite_runtime|numpy|pillow|typer)-' | xargs)
+        grep -Ei '^(ai_edge_litert|tflite_runtime|numpy|pillow|click|rich)-' | xargs)
   log "site-$t: $got ($(elapsed "$ts"))"
 done
 
@@ -381,7 +381,7 @@ EOF
 write_if_changed "$ARM/selftest/smoke.py" 644 <<'EOF'
 import os, sys, platform, ssl, sqlite3, ctypes, lzma, bz2, zlib, json, hashlib, decimal
 import importlib, importlib.metadata
-import numpy, PIL, PIL.Image, typer
+import numpy, PIL, PIL.Image, click, rich
 rt, machine, sysroot, root, launcher = sys.argv[1:6]
 Interpreter = importlib.import_module(rt + ".interpreter").Interpreter
 assert platform.machine() == machine, platform.machine()

@@ -8,12 +8,12 @@ venv=$root/.arm/venv-x86_64-tflite-runtime
 launcher=$root/.arm/bin/python-x86_64-tflite-runtime
 python=${PYTHON:-python3}
 
-if [[ ! -f $venv/.ready ]]; then
+if [[ ! -f $venv/.ready-click ]]; then
   echo "x86 tflite-runtime: building $venv"
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "tflite-runtime==2.14.0" "numpy<2" pillow typer
-  touch "$venv/.ready"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "tflite-runtime==2.14.0" "numpy<2" pillow click rich
+  touch "$venv/.ready-click"
 fi
 mkdir -p "$(dirname "$launcher")"
 cat > "$launcher.tmp" <<LAUNCHER

@@ -371,7 +371,6 @@ def test_inspect_shows_the_recipe_a_bundle_was_made_with(digits_bundles, tmp_pat
 
 
 def test_convert_recipe_file_with_flags_overriding_it(digits, tmp_path):
-    pytest.importorskip("edgekit.conversion.recipe", reason="the library does not take recipes yet")
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
         f'targets = ["x86_64"]\nquantization = "int8"\ncalibration = "{digits["calibration"]}"\n'

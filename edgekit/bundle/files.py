@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -49,6 +50,33 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while a temporary file or folder is created and its name kept:
+    a signal landing between the two would leave it behind. Held signals arrive on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str) -> Iterator[Path]:
+    """A private temporary folder, removed afterwards whatever happens (Ctrl-C included)."""
+    folder: Path | None = None
+    try:
+        with signals_held():
+            folder = Path(tempfile.mkdtemp(prefix=prefix))
+        yield folder
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary file path next to `final`; on success it is renamed to `final`, on any
     failure (or Ctrl-C) removed. The temporary file is created 0600; `mode` (default: what the
@@ -56,18 +84,21 @@ def atomic_path(final: str | os.PathLike[str], mode: int | None = None) -> Itera
     final = Path(final)
     if not final.parent.is_dir():
         raise InputError(f"{final}: folder {final.parent} does not exist")
+    tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent)
-    except OSError as exc:
-        raise InputError(f"{final}: cannot write ({exc.strerror or exc})") from None
-    tmp = Path(name)
-    try:
-        os.close(fd)
+        with signals_held():  # a Ctrl-C held back here arrives inside this try, with `tmp` known
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent)
+            except OSError as exc:
+                raise InputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+            tmp = Path(name)
+            os.close(fd)
         yield tmp
         os.chmod(tmp, (0o666 & ~current_umask()) if mode is None else mode)
         os.replace(tmp, final)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         if is_no_space(exc):
             raise InputError(f"{final}: {exc.strerror or 'no space left'}; nothing was written there") from None
         raise
@@ -100,19 +131,22 @@ def staged_folder(final: Path, force: bool) -> Iterator[Path]:
     if final.exists() and not force:
         raise InputError(f"{final}: already exists (use --force to overwrite)")
     final.parent.mkdir(parents=True, exist_ok=True)
+    staging: Path | None = None
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent))
-    except OSError as exc:
-        raise InputError(
-            f"{final}: cannot create the bundle folder ({exc.strerror or exc}); nothing was written there"
-        ) from None
-    try:
+        with signals_held():  # a Ctrl-C held back here arrives inside this try, with `staging` known
+            try:
+                staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent))
+            except OSError as exc:
+                raise InputError(
+                    f"{final}: cannot create the bundle folder ({exc.strerror or exc}); nothing was written there"
+                ) from None
         yield staging
         # mkdtemp made it private (0700); a bundle is meant to be read by whoever runs it.
         os.chmod(staging, 0o777 & ~current_umask())
         replace_path(staging, final)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         if is_no_space(exc):
             raise InputError(
                 f"{final}: {exc.strerror or 'no space left'} while writing the bundle; nothing was written there"

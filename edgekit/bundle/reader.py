@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from edgekit.bundle.files import sha256_file
+from edgekit.bundle.files import sha256_file, temporary_folder
 from edgekit.bundle.manifest import (
     ARCHIVE_SUFFIX,
     MANIFEST_NAME,
@@ -142,6 +141,6 @@ def open_bundle(
     # Imported here: tarfile and gzip cost a device's `run` of a bundle folder start-up time for nothing.
     from edgekit.bundle.archive import unpack_archive
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp:
-        folder = unpack_archive(source, Path(tmp))
+    with temporary_folder("edgekit-") as tmp:
+        folder = unpack_archive(source, tmp)
         yield load_bundle(folder, verify, trusted_key, shown_as=f"{source}:{folder.name}")

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.bundle import sha256_file
+from edgekit.bundle.model_file import check_tflite_file
 from edgekit.conversion.inputs import EVALUATION, ModelInputs, Samples, load_samples, model_inputs
 from edgekit.conversion.quiet import import_keras, import_tensorflow, quiet_native_output
 from edgekit.conversion.recipe import ConvertOptions
@@ -118,6 +119,16 @@ def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceMode
     if kind == "saved_model":
         return _load_saved_model(source)
     return _load_tflite(source)
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a file that is not a model edgekit can read, cheaply and before any other complaint:
+    an unknown extension, a .keras that is not a zip, an .h5 without the HDF5 signature."""
+    kind = model_kind(path)
+    if kind in ("keras", "h5"):
+        _check_keras_container(path, kind)
+    elif kind == "tflite":
+        check_tflite_file(path)
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

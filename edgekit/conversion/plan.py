@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from edgekit import defaults
 from edgekit.bundle import ARCHIVE_SUFFIX
+from edgekit.conversion.load import check_model_file
 from edgekit.conversion.quantize import CALIBRATED_MODES
 from edgekit.conversion.recipe import AUTO, ConvertOptions
 from edgekit.errors import InputError, UsageError
@@ -73,6 +74,7 @@ def plan_conversion(model: str | os.PathLike[str], recipe: ConvertOptions) -> Pl
     by_target = {} if auto or existing else modes_by_target(targets, recipe.quantization)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    check_model_file(path)
     name = recipe.name or path.stem
     if not name or "/" in name or name.startswith("."):
         raise InputError(f"--name {name!r}: must be a plain file name")

@@ -4,7 +4,6 @@ however many targets share it."""
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.load import SourceModel
 from edgekit.conversion.quiet import import_tensorflow, quiet_native_output
 from edgekit.errors import ConversionError, InputError
@@ -34,7 +34,7 @@ def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path
         return
     if source.keras_model is None:
         raise InputError(f"{source.path}: a {source.kind} model cannot be converted again")
-    with tempfile.TemporaryDirectory(prefix="edgekit-export-") as tmp:
+    with temporary_folder("edgekit-export-") as tmp:
         export_dir = Path(tmp) / "saved_model"
         with quiet_native_output(verbose):
             if source.export_archive is not None:

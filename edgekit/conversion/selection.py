@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgekit.bundle import Preprocess, open_bundle
+from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.bundling import write_bundle
 from edgekit.conversion.verify import ModeConversion, Verdict, faithfulness
 from edgekit.runtime.preprocess import quantize
@@ -123,7 +123,7 @@ def choose_modes(
     device's Session, on one real input `sample`), then choose per target."""
     trials = {m: Trial(m, len(c.content), c.verdict) for m, c in conversions.items()}
     trials.update({m: Trial(m, None, None, failure) for m, failure in failures.items()})
-    with tempfile.TemporaryDirectory(prefix="edgekit-auto-") as tmp:
+    with temporary_folder("edgekit-auto-") as tmp:
         bundles = {}
         for mode, conversion in conversions.items():
             bundles[mode] = Path(tmp) / mode

@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.accuracy import model_accuracy
 from edgekit.conversion.inputs import Samples
 from edgekit.conversion.quantize import CALIBRATED_MODES, convert_saved_model, saved_model_dir
@@ -136,7 +136,7 @@ def compare_converted(
     """Measure the unpruned and the pruned conversion of one mode the same way, in the same run."""
     threads = max(1, min(threads, os.cpu_count() or 1))
     p50 = interleaved_p50([unpruned, pruned], threads)
-    with tempfile.TemporaryDirectory(prefix="edgekit-prune-") as tmp:
+    with temporary_folder("edgekit-prune-") as tmp:
         paths = [Path(tmp) / "unpruned.tflite", Path(tmp) / "pruned.tflite"]
         paths[0].write_bytes(unpruned)
         paths[1].write_bytes(pruned)
