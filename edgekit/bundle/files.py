@@ -12,13 +12,14 @@ import contextlib
 import errno
 import hashlib
 import os
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from edgekit.errors import InputError
+
+# tempfile and shutil are imported where files are written: a device's `run` reads bundles and
+# should not pay their import (with bz2, lzma and random behind them) on every start.
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 PARTIAL_SUFFIX = ".partial"
@@ -66,6 +67,9 @@ def signals_held() -> Iterator[None]:
 @contextlib.contextmanager
 def temporary_folder(prefix: str) -> Iterator[Path]:
     """A private temporary folder, removed afterwards whatever happens (Ctrl-C included)."""
+    import shutil
+    import tempfile
+
     folder: Path | None = None
     try:
         with signals_held():
@@ -81,6 +85,8 @@ def atomic_path(final: str | os.PathLike[str], mode: int | None = None) -> Itera
     """Yield a temporary file path next to `final`; on success it is renamed to `final`, on any
     failure (or Ctrl-C) removed. The temporary file is created 0600; `mode` (default: what the
     umask allows) is applied before the rename, so a private file is never readable by others."""
+    import tempfile
+
     final = Path(final)
     if not final.parent.is_dir():
         raise InputError(f"{final}: folder {final.parent} does not exist")
@@ -115,6 +121,8 @@ def write_bytes_atomically(final: str | os.PathLike[str], content: bytes, mode: 
 
 def replace_path(new: Path, final: Path) -> None:
     """Rename `new` to `final`, replacing an existing file or folder there."""
+    import shutil
+
     if final.is_dir() and not final.is_symlink():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
@@ -128,6 +136,9 @@ def replace_path(new: Path, final: Path) -> None:
 def staged_folder(final: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary folder next to `final`; on success rename it into place, on any failure
     (or Ctrl-C) remove it, so no half-written bundle is ever visible under the final name."""
+    import shutil
+    import tempfile
+
     if final.exists() and not force:
         raise InputError(f"{final}: already exists (use --force to overwrite)")
     final.parent.mkdir(parents=True, exist_ok=True)
