@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from edgekit import defaults
-from edgekit.conversion.keep_float import KeepFloatResult, MixedModel, search_keep_float
+from edgekit.conversion.keep_float import MAX_KEEP_FLOAT_STEPS, KeepFloatResult, MixedModel, search_keep_float
 from edgekit.conversion.layer_errors import DEBUG_SAMPLES, LayerError, QuantizationDebug, debug_samples
 from edgekit.conversion.load import load_inputs
 from edgekit.conversion.quantize import saved_model_dir
@@ -22,8 +22,7 @@ from edgekit.conversion.verify import (
     verification_set,
 )
 from edgekit.errors import InputError
-
-Progress = Callable[[str], None]
+from edgekit.progress import Progress, Steps
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ def debug(
     progress: Progress | None = None,
 ) -> DebugReport:
     """Where int8 quantization hurts a model, layer by layer, worst first; when the int8 model misses the
-    thresholds, which layers to keep in float (the --auto-keep-float search). `progress` is called with
-    a label after each step."""
+    thresholds, which layers to keep in float (the --auto-keep-float search). `progress` follows
+    edgekit.progress: (label, steps done, total)."""
     thresholds = thresholds or Thresholds()
     recipe = ConvertOptions(
         quantization="int8",
@@ -89,7 +88,7 @@ def debug(
         verbose=verbose,
         **thresholds.to_dict(),
     )
-    report = progress or (lambda label: None)
+    report = Steps(progress, 3)  # calibrated, layer errors, int8 judged; the search adds its own
     with quiet_warnings(verbose):
         loaded = load_inputs(model, recipe)  # the same opening as convert
         source = loaded.source
@@ -108,8 +107,10 @@ def debug(
 
         int8_content = debugger.quantize(())
         int8 = MixedModel((), int8_content, judged(int8_content))
+        report("judged int8")
         suggestion = None
         if search and not int8.verdict.passed:
+            report.add(MAX_KEEP_FLOAT_STEPS)
             suggestion = search_keep_float(debugger, layers, judged, int8, progress=report)
     return DebugReport(
         model=str(model),

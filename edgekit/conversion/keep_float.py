@@ -25,7 +25,7 @@ from edgekit.errors import InputError
 MAX_KEEP_FLOAT_STEPS = 8  # --auto-keep-float tries at most this many worst layers
 NEGLIGIBLE_ERROR = 1e-3  # layers below this (pooling, reshapes) are never worth keeping in float
 
-Progress = Callable[[str], None]
+StepDone = Callable[[str], None]  # one finished step, by label (an edgekit.progress.Steps)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def search_keep_float(
     judge_content: Callable[[bytes], Verdict],
     int8: MixedModel,
     max_steps: int = MAX_KEEP_FLOAT_STEPS,
-    progress: Progress | None = None,
+    progress: StepDone | None = None,
 ) -> KeepFloatResult:
     """Keep the worst layer in float, then the two worst, ... until the model passes the thresholds
     (at most `max_steps` layers). Kept layers are measured, never guessed: a layer can rank high only
@@ -147,7 +147,7 @@ def keep_layers_float(
     keep_float: Sequence[str],
     checks: VerificationSet,
     thresholds: Thresholds,
-    progress: Progress,
+    progress: StepDone,
 ) -> KeepFloatResult:
     """--keep-float LAYER...: exactly those layers in float; --auto-keep-float: the search, worst first."""
 
