@@ -28,9 +28,6 @@ class Steps:
         self.total = total
         self.done = 0
 
-    def start(self, label: str) -> None:
-        report(self.progress, label, self.done, self.total)
-
     def add(self, count: int) -> None:
         """More steps than planned (work found on the way)."""
         if self.total is not None:

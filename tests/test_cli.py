@@ -410,7 +410,7 @@ def test_progress_bar_counts_or_spins_and_stays_off_the_pipe(monkeypatch):
             Console(file=text, width=100).print(bar._progress.make_tasks_table(bar._progress.tasks))
             return text.getvalue()
 
-        bar("calibrated")  # the one-argument form counts steps itself; the total is unknown
+        bar("calibrated", 1, None)  # the total is not known yet: a spinner and the count, never "None"
         assert "debugging: calibrated" in shown() and "None" not in shown() and " 1 " in shown()
         bar("measured", 2, 5)
         assert "debugging: measured" in shown() and "2/5" in shown()

@@ -20,7 +20,6 @@ class ProgressBar:
         self.background = background
         self._progress: Any = None
         self._task: Any = None
-        self._steps = 0
 
     def __enter__(self) -> ProgressBar:
         if self.enabled:
@@ -43,14 +42,13 @@ class ProgressBar:
             self._task = self._progress.add_task(self.description, total=None, count="")
         return self
 
-    def __call__(self, label: str, done: Optional[int] = None, total: Optional[int] = None) -> None:
-        """One report: `done` of `total` steps (total None: unknown). Without `done`, one more step."""
-        self._steps = self._steps + 1 if done is None else done
+    def __call__(self, label: str, done: int, total: Optional[int]) -> None:
+        """One report: `done` of `total` steps (total None: unknown, a spinner)."""
         if self._progress is None:
             return
-        count = f"{self._steps}/{total}" if total is not None else f"{self._steps}"
+        count = f"{done}/{total}" if total is not None else f"{done}"
         self._progress.update(
-            self._task, description=f"{self.description}: {label}", completed=self._steps, total=total, count=count
+            self._task, description=f"{self.description}: {label}", completed=done, total=total, count=count
         )
         if not self.background:
             self._progress.refresh()

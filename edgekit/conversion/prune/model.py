@@ -26,7 +26,7 @@ from edgekit.conversion.prune.magnitude import (
 from edgekit.conversion.quiet import import_keras
 from edgekit.errors import InputError
 
-Progress = Callable[[str], None]
+StepDone = Callable[[str], None]  # one finished step, by label (an edgekit.progress.Steps)
 COMPENSATION_SAMPLES = 256  # inputs to average the activations of removed channels over
 
 
@@ -90,7 +90,7 @@ def prune_model(
     settings: PruneSettings,
     train: Samples | None = None,
     evaluation: Samples | None = None,
-    progress: Progress | None = None,
+    progress: StepDone | None = None,
     verbose: bool = False,
     samples: np.ndarray | None = None,
 ) -> tuple[Any, PruningReport]:
@@ -152,7 +152,7 @@ def prune_source(
     finetune_data: str | None = None,
     evaluation: Samples | None = None,
     calibration: np.ndarray | None = None,
-    progress: Progress | None = None,
+    progress: StepDone | None = None,
     verbose: bool = False,
 ) -> tuple[Any, PruningReport]:
     """A loaded Keras source model → a pruned one, ready to convert, and the report."""
