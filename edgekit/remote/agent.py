@@ -41,8 +41,15 @@ def cache_dir() -> Path:
     return Path(base) / "edgekit"
 
 
+def missing_module(exc: BaseException) -> str | None:
+    """numpy or Pillow absent on the device: what the ImportError names."""
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in ("numpy", "PIL"):
+        return {"PIL": "Pillow"}.get(exc.name.split(".")[0], "numpy")
+    return None
+
+
 def exit_code_of(exc: BaseException) -> int:
-    if isinstance(exc, RuntimeNotFound):
+    if isinstance(exc, RuntimeNotFound) or missing_module(exc):
         return 5  # the device cannot run edgekit: not the bundle's fault
     if isinstance(exc, EdgekitError):
         return exc.exit_code
@@ -56,6 +63,8 @@ def error_answer(exc: BaseException) -> dict[str, Any]:
         message = str(exc)
         if isinstance(exc, RuntimeNotFound):
             message += " (edgekit device setup HOST installs one)"
+    elif missing_module(exc):
+        message = f"{missing_module(exc)} is not installed for {sys.executable} (edgekit device setup HOST installs it)"
     elif isinstance(exc, OSError) and exc.errno == NO_SPACE:
         message = f"disk full on the device ({exc.filename or cache_dir()})"
     elif isinstance(exc, OSError):
