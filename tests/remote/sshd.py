@@ -68,6 +68,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -207,10 +214,11 @@ class Sshd:
         return False
 
     def kill_sessions(self) -> None:
-        """Cut every open connection (the server keeps listening): a dropped link, as the client sees it."""
+        """Cut every open connection (the server keeps listening): a dropped link, as both ends see it.
+        Only sshd's own session processes die; what they ran sees its stdin end, as after a real drop."""
         if self.process is not None:
-            listener = [p for p in descendants(self.process.pid)]
-            sessions = [p for p in listener if p not in self._listeners()]
+            listeners = self._listeners()
+            sessions = [p for p in descendants(self.process.pid) if p not in listeners and _comm(p) == "sshd"]
             signal_all(sessions, signal.SIGKILL)
 
     def _listeners(self) -> set[int]:
