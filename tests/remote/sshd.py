@@ -119,7 +119,7 @@ class Sshd:
         link = self.home / "bin" / "python3"
         link.unlink(missing_ok=True)
         if python is not None:
-            link.symlink_to(Path(python).resolve())
+            link.symlink_to(Path(python).absolute())  # not resolved: a venv's python is a link
 
     @property
     def target(self) -> str:
