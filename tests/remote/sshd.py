@@ -91,6 +91,7 @@ class Sshd:
         name: str | None = None,
         lifetime_s: float = 900,
         extra_config: str = "",
+        profile: str = "",
     ):
         if not ipaddress.ip_address(address).is_loopback:
             raise ValueError(f"test servers listen on loopback addresses only, not {address}")
@@ -108,7 +109,7 @@ class Sshd:
         self.client_key = self.dir / "client_key"
         self.host_key = self.dir / "host_key"
         (self.home / "bin").mkdir(parents=True)
-        (self.home / ".profile").write_text(PROFILE)
+        (self.home / ".profile").write_text(PROFILE + profile)
         if python is not None:
             self.set_python(python)
 

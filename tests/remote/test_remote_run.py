@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 
 import pytest
 
 import edgekit
+from tests.conftest import ROOT
 from tests.remote.conftest import edgekit as edgekit_cli
 from tests.remote.conftest import on
+from tests.remote.devices import device_python, require_arm
+from tests.remote.sshd import Sshd
 
 pytestmark = pytest.mark.arm
 
@@ -141,3 +145,31 @@ def test_save_outputs_come_back(arm64_device, arm_bundles, laptop, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) and all(p.suffix == ".npy" for p in out.iterdir())
+
+
+def test_device_setup_on_an_externally_managed_debian_12(arm_bundles, laptop, tmp_path_factory, tmp_path):
+    """`device setup` on Debian 12 arm64's bare python3 (externally managed, no numpy, no python3-venv):
+    a venv with pip bootstrapped from the uploaded wheels, ai-edge-litert, numpy and Pillow in it; then
+    `run --on` uses that venv by itself."""
+    wheels = ROOT / ".arm" / "wheels-arm64"
+    require_arm("arm64-bare")
+    if not any(wheels.glob("ai_edge_litert-*.whl")):
+        message = f"{wheels}: no wheels; run `make device-wheels`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    python = device_python("arm64-bare", tmp_path)
+    # pip's bytecode compilation under QEMU takes minutes and proves nothing here
+    with Sshd("127.0.0.10", python=python, name="bare-debian", profile="export PIP_NO_COMPILE=1\n") as device:
+        before = edgekit_cli("device", "info", *on(device)[1:], "--json", env=laptop)
+        assert before.returncode == 0, before.stderr
+        facts = json.loads(before.stdout)
+        assert facts["externally_managed"] is True and facts["numpy"] is None and facts["runtimes"] == {}
+        setup = edgekit_cli("device", "setup", *on(device)[1:], "--wheels", wheels, "--json", env=laptop)
+        assert setup.returncode == 0, setup.stderr
+        result = json.loads(setup.stdout)
+        assert result["plan"]["venv"] == "~/.local/share/edgekit/venv"
+        assert "ai-edge-litert" in result["device"]["runtimes"]
+        run = edgekit_cli("run", arm_bundles["rpi4"], "--repeat", "2", *on(device), "--json", env=laptop)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["runtime"] == "ai-edge-litert"
