@@ -173,3 +173,22 @@ def test_device_setup_on_an_externally_managed_debian_12(arm_bundles, laptop, tm
         run = edgekit_cli("run", arm_bundles["rpi4"], "--repeat", "2", *on(device), "--json", env=laptop)
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["runtime"] == "ai-edge-litert"
+
+
+def test_candidate_modes_timed_on_the_device(arm64_device, arm_bundles, digits, laptop, tmp_path, monkeypatch):
+    """What `convert -q auto --on HOST` calls: every mode's latency measured on the device, keyed as
+    selection.measure_latencies keys the laptop's."""
+    from edgekit.conversion.pipeline import convert
+    from edgekit.remote.device_timing import latencies_on_device, time_on_device
+
+    for name, value in laptop.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "float32"
+    convert(digits["model"], targets=["rpi4"], quantization="float32", labels=digits["labels"], out=out)
+    models = {"int8": arm_bundles["rpi4"], "float32": out / "digits-rpi4"}
+    config = str(arm64_device.ssh_config)
+    latencies = latencies_on_device(arm64_device.name, models, [1, 2], ssh_config=config, repeat=5)
+    assert sorted(latencies) == [("float32", 1), ("float32", 2), ("int8", 1), ("int8", 2)]
+    assert all(stats.count == 5 and stats.p50 > 0 for stats in latencies.values())
+    p50 = time_on_device(arm64_device.name, {"int8": models["int8"]}, 1, ssh_config=config)
+    assert list(p50) == ["int8"] and p50["int8"] > 0
