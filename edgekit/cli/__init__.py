@@ -61,7 +61,7 @@ class Commands(click.Group):
     context_settings=CONTEXT,
     help="Take a trained model to a Raspberry Pi, a Jetson or an x86 box, and prove it runs fast enough.\n\n"
     "Exit codes: 0 ok, 1 bad input or failure, 2 usage error, 3 over the latency budget, "
-    "4 a check failed (integrity, fidelity, accuracy), 130 interrupted.",
+    "4 a check failed (integrity, fidelity, accuracy), 5 a device unreachable or SSH failed (--on), 130 interrupted.",
 )
 @click.version_option(__version__, "--version", message="edgekit %(version)s", help="Show the version and exit.")
 def cli() -> None:

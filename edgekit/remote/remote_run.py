@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import MANIFEST_NAME, SIGNATURE_NAME, sha256_file
-from edgekit.errors import DeviceError, EdgekitError
+from edgekit.errors import DeviceError, EdgekitError, InputError
 from edgekit.remote import framing
 from edgekit.remote.agent import bundle_key
 from edgekit.remote.payload import payload_id, payload_path
@@ -79,8 +79,8 @@ def prepare(kwargs: dict[str, Any]) -> Request:
                 request.outputs.append((slot, value))
                 request.local_names[slot] = str(value)
                 return {"$out": slot}
-            if not value.exists():
-                return str(value)  # the device says "no such file", naming the user's path
+            if not value.exists():  # said here, before any connection, as a local run says it
+                raise InputError(f"{value}: no such file or folder")
             slot = f"in/{len(request.local_names)}/{value.name}"
             request.local_names[slot] = str(value)
             if value.is_dir():
@@ -285,9 +285,9 @@ def run_on(
 ) -> dict[str, Any]:
     """Run edgekit.<command>(**kwargs) on `host` ("run" or "bench"; "info" for the device's facts).
     Returns {"report", "device", "ignored"} with the laptop's paths in the report."""
+    request = prepare(kwargs)  # a missing local file is said before connecting
     connection = Connection(host, ssh_config)
     connection.open()
-    request = prepare(kwargs)
     with tempfile.TemporaryDirectory(prefix="edgekit-remote-") as scratch:
         answer = ask(connection, remote_python, command, request, Path(scratch))
         work, store = answer.get("work"), answer.get("store")

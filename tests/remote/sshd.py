@@ -174,6 +174,9 @@ class Sshd:
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "Subsystem sftp internal-sftp\n"
                 f"ForceCommand {shell}\n"
+                # The session's HOME from the start: root's shell would otherwise read this machine's
+                # /root/.bashrc (a pyenv init costs ~0.5 s per session here), which no device has.
+                f"SetEnv HOME={self.home}\n"
                 "PrintMotd no\nPrintLastLog no\nMaxSessions 50\nMaxStartups 50:30:100\nLogLevel ERROR\n"
                 "ClientAliveInterval 10\nClientAliveCountMax 3\n" + self.extra_config
             )

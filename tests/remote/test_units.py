@@ -214,3 +214,11 @@ def test_report_view_reads_like_the_report():
     view = ReportView({**data, "results": [{"input": "a"}]})
     assert (view.runtime.name, view.runtime.version, view.latency_ms.p99) == ("tflite-runtime", "2.14.0", 1.5)
     assert len(view.over_budget_rows) == 1 and view.results[0].input == "a" and view.results[0].top_k is None
+
+
+def test_a_missing_local_file_is_said_before_connecting(tmp_path):
+    from edgekit.errors import InputError
+    from edgekit.remote.remote_run import run_on
+
+    with pytest.raises(InputError, match="nothing-here: no such file or folder"):
+        run_on("root@127.0.0.5:1", "run", {"bundle": tmp_path / "nothing-here"})
