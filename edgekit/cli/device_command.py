@@ -8,13 +8,11 @@ import click
 
 from edgekit.cli.options import CONTEXT, PATH, Command, argument, json_option, option
 from edgekit.cli.output import human_bytes, print_json, reports_errors
+from edgekit.cli.remote_options import host_options
 
 
 def ssh_options(function):
-    function = option(
-        "--remote-python", metavar="PATH", help="The device's Python. Default: python3 of a login shell."
-    )(function)
-    return option("--ssh-config", type=PATH, metavar="FILE", help="SSH config file instead of ~/.ssh/config.")(function)
+    return host_options(function, on=False)
 
 
 @click.group("device", context_settings=CONTEXT)

@@ -30,6 +30,28 @@ PANEL = "On a device over SSH"
 LOCAL_ONLY = ("as_json", "csv", "plot")  # rendered or written on the laptop from the report
 
 
+def host_options(function: Callable[..., Any], on: bool = True) -> Callable[..., Any]:
+    """The options alone (`on`, `ssh_config`, `remote_python` keyword arguments), for commands that
+    use a device their own way (convert -q auto --on, device info/setup with on=False)."""
+    decorators = [
+        option("--ssh-config", type=PATH, metavar="FILE", panel=PANEL,
+               help="SSH config file to use instead of ~/.ssh/config (like ssh -F)."),
+        option("--remote-python", metavar="PATH", panel=PANEL,
+               help="The device's Python (a venv's, say). Default: the venv `edgekit device setup` made, "
+                    "else python3 of a login shell."),
+    ]  # fmt: skip
+    if on:
+        decorators.insert(
+            0,
+            option("--on", metavar="HOST", panel=PANEL,
+                   help="Run on this device over SSH: [user@]host[:port] or a name from your SSH config. "
+                        "Sends edgekit's device half and the bundle once (cached there)."),
+        )  # fmt: skip
+    for decorator in reversed(decorators):  # click lists the last applied first
+        function = decorator(function)
+    return function
+
+
 def remote_options(command: Callable[..., Any]) -> Callable[..., Any]:
     name = command.__name__  # "run" or "bench": the library function of the same name runs on the device
     module = sys.modules[command.__module__]
@@ -42,17 +64,7 @@ def remote_options(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         return run_remote(name, module, on, ssh_config, remote_python, kwargs)
 
-    for decorator in (
-        option("--on", metavar="HOST", panel=PANEL,
-               help="Run on this device over SSH: [user@]host[:port] or a name from your SSH config. "
-                    "Sends edgekit's device half and the bundle once (cached there)."),
-        option("--ssh-config", type=PATH, metavar="FILE", panel=PANEL,
-               help="SSH config file to use instead of ~/.ssh/config (like ssh -F)."),
-        option("--remote-python", metavar="PATH", panel=PANEL,
-               help="The device's Python (a venv's, say). Default: python3 of a login shell."),
-    ):  # fmt: skip
-        wrapper = decorator(wrapper)
-    return wrapper
+    return host_options(wrapper)
 
 
 def run_remote(
