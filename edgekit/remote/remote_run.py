@@ -155,13 +155,14 @@ def agent_script(python: str | None, keys: list[str]) -> str:
 INSTALL_AGENT = r"""
 import hashlib, os, shutil, sys, tempfile, zipfile
 cache, name, digest = sys.argv[1:4]
-os.makedirs(cache, exist_ok=True)
 final = os.path.join(cache, name)
-fd, tmp = tempfile.mkstemp(prefix=".agent-", dir=cache)
-folder = tmp + ".d"
+staging = None
 try:
+    os.makedirs(cache, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".agent-", dir=cache)
+    tmp, folder = os.path.join(staging, "payload.zip"), os.path.join(staging, "agent")
     h = hashlib.sha256()
-    with os.fdopen(fd, "wb") as out:
+    with open(tmp, "wb") as out:
         for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
             h.update(chunk)
             out.write(chunk)
@@ -176,8 +177,8 @@ try:
 except OSError as exc:
     sys.exit("EDGEKIT-%s %s" % ("DISK-FULL" if exc.errno == 28 else "OSERROR", exc))
 finally:
-    os.unlink(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
+    if staging:
+        shutil.rmtree(staging, ignore_errors=True)
 """
 
 
