@@ -239,7 +239,8 @@ def exchange(connection: Connection, script: str, header: dict[str, Any], files:
             framing.read_files(process.stdout, answer, inbox)
         except framing.FrameError:
             answer = None
-        process.stdin.close()
+        with contextlib.suppress(OSError):  # the device may have gone (or never read): its exit code says why
+            process.stdin.close()
         returncode = process.wait()
         threads[1].join(timeout=5)
     except BaseException:  # Ctrl-C: the device sees its stdin end and stops; nothing waits for it here
