@@ -97,7 +97,7 @@ def prepare_sample(sample: Sample, inputs: tuple[TensorSpec, ...], index: int = 
     """A sample → one tensor per input in the interpreter's dtype, checked input by input."""
     name = sample_name(sample, index)
     if isinstance(sample, Mapping):
-        values = _mapping_values(sample, inputs, "the sample")
+        values = _mapping_values(sample, inputs, name)
         return _prepare(name, sample_stem(sample, index), values, inputs)
     path = Path(sample)
     if path.suffix.lower() == NPZ_SUFFIX:
@@ -160,6 +160,8 @@ def _prepare(
             x = as_model_input(value, spec, spec.preprocess, f"{origin}input {spec.name!r}")
         elif isinstance(value, (str, os.PathLike)):
             path = Path(value)
+            if not path.is_file():
+                raise InputError(f"{path}: input {spec.name!r}: no such file")
             if path.suffix.lower() in IMAGE_SUFFIXES and spec.preprocess is not None:
                 x, size = _image(path, spec)
                 if image is None:
