@@ -27,9 +27,7 @@ def _two_inputs_function(tf):
     dense = tf.constant(rng.normal(0, 1, (7, 5)).astype(np.float32))
     kernel = tf.constant(rng.normal(0, 0.5, (3, 3, 3, 1)).astype(np.float32))
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32), tf.TensorSpec([1, 4], tf.float32)]
-    )
+    @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32), tf.TensorSpec([1, 4], tf.float32)])
     def model(image, side):
         pooled = tf.reduce_mean(image, axis=[1, 2])
         scores = tf.nn.softmax(tf.matmul(tf.concat([pooled, side], axis=-1), dense))
@@ -39,7 +37,10 @@ def _two_inputs_function(tf):
     def samples():
         data = np.random.default_rng(2)
         for _ in range(16):
-            yield [data.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32), data.uniform(-1, 1, (1, 4)).astype(np.float32)]
+            yield [
+                data.uniform(0, 1, (1, 16, 16, 3)).astype(np.float32),
+                data.uniform(-1, 1, (1, 4)).astype(np.float32),
+            ]
 
     return model, samples
 
