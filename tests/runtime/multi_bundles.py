@@ -5,6 +5,9 @@ edgekit.bundle. Tests import TensorFlow to build them; the device half never doe
   two_inputs    inputs "image" [1,16,16,3] (RGB preprocess) and "side" [1,4]; outputs "scores" [1,5]
                 (labels scores.txt) and "heat map/0" [1,16,16,1] (a name --save-outputs must sanitize)
   two_heads     input "image" [1,12,12,1] (greyscale); outputs "class" [1,6] and "box" [1,4]
+
+Every matmul has a bias, as Keras Dense layers do: an int8 FULLY_CONNECTED without one crashes
+tflite-runtime 2.14 on aarch64 and armv7 (segfault in invoke; ai-edge-litert and x86 are fine).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ _built: dict[str, dict] = {}  # one build per test session, whichever module ask
 def _two_inputs_function(tf):
     rng = np.random.default_rng(1)
     dense = tf.constant(rng.normal(0, 1, (7, 5)).astype(np.float32))
+    bias = tf.constant(rng.normal(0, 0.1, (5,)).astype(np.float32))
     kernel = tf.constant(rng.normal(0, 0.5, (3, 3, 3, 1)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32), tf.TensorSpec([1, 4], tf.float32)])
     def model(image, side):
         pooled = tf.reduce_mean(image, axis=[1, 2])
-        scores = tf.nn.softmax(tf.matmul(tf.concat([pooled, side], axis=-1), dense))
+        scores = tf.nn.softmax(tf.matmul(tf.concat([pooled, side], axis=-1), dense) + bias)
         heat = tf.nn.relu(tf.nn.conv2d(image, kernel, strides=1, padding="SAME"))
         return {"scores": scores, "heat": heat}
 
@@ -50,11 +54,15 @@ def _two_heads_function(tf):
     kernel = tf.constant(rng.normal(0, 0.5, (3, 3, 1, 4)).astype(np.float32))
     classes = tf.constant(rng.normal(0, 1, (4, 6)).astype(np.float32))
     boxes = tf.constant(rng.normal(0, 1, (4, 4)).astype(np.float32))
+    bias = tf.constant(rng.normal(0, 0.1, (10,)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([1, 12, 12, 1], tf.float32)])
     def model(image):
         features = tf.reduce_mean(tf.nn.relu(tf.nn.conv2d(image, kernel, strides=1, padding="SAME")), axis=[1, 2])
-        return {"class": tf.nn.softmax(tf.matmul(features, classes)), "box": tf.sigmoid(tf.matmul(features, boxes))}
+        return {
+            "class": tf.nn.softmax(tf.matmul(features, classes) + bias[:6]),
+            "box": tf.sigmoid(tf.matmul(features, boxes) + bias[6:]),
+        }
 
     def samples():
         data = np.random.default_rng(4)
