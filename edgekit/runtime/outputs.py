@@ -149,7 +149,10 @@ class PostProcess:
 
         from edgekit.bundle.files import write_bytes_atomically
 
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
         for y, spec in zip(outputs, self.manifest.outputs):
             content = io.BytesIO()
             np.save(content, np.asarray(y, dtype=np.float32), allow_pickle=False)

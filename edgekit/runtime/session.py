@@ -216,6 +216,8 @@ def run(
     if budget_ms is not None and not (0 < budget_ms < math.inf):
         raise UsageError(f"--budget-ms must be a positive number, got {budget_ms}")
     check_detection_settings(conf, iou, max_detections)
+    if save_outputs is not None and Path(save_outputs).exists() and not Path(save_outputs).is_dir():
+        raise InputError(f"{save_outputs}: --save-outputs needs a folder, this is a file")
     if isinstance(inputs, (str, os.PathLike, Mapping)):  # one sample, not a sequence of characters or keys
         inputs = [inputs]
     if input_files:

@@ -161,6 +161,12 @@ def test_save_outputs_writes_every_output_in_full_with_safe_names(multi_bundles,
     )
 
 
+def test_save_outputs_into_a_file_is_refused_before_running(multi_bundles, tmp_path):
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(InputError, match="needs a folder"):
+        run(multi_bundles["two_heads"]["float32"], save_outputs=tmp_path / "taken", **ONCE)
+
+
 def test_save_outputs_never_overwrites_one_sample_with_another(multi_bundles, files, tmp_path):
     twin = tmp_path / "other" / files["grey-0"].name
     twin.parent.mkdir()
