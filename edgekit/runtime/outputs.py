@@ -138,8 +138,10 @@ class PostProcess:
         if self.manifest.task == "detect":
             from edgekit.runtime.detect import detections as decode
 
-            size = sample.original_size or (0, 0)
-            found = decode(outputs, self.manifest, size, self.conf, self.iou, self.max_detections)
+            labels = next((names for names in self.labels if names), None)  # the class names' output
+            found = decode(
+                outputs, self.manifest, sample.original_size, self.conf, self.iou, self.max_detections, labels=labels
+            )
             detections = tuple(found)
         return InputResult(sample.name, tuple(summaries), single, detections)
 

@@ -113,7 +113,7 @@ def prepare_sample(sample: Sample, inputs: tuple[TensorSpec, ...], index: int = 
 def zeros_sample(inputs: tuple[TensorSpec, ...]) -> PreparedSample:
     """Zeros for every input (`run` without inputs: a latency check)."""
     tensors = {t.name: quantize(np.zeros(t.shape, dtype=np.float32), t) for t in inputs}
-    return PreparedSample("<zeros>", "zeros", tensors)
+    return PreparedSample("<zeros>", "zeros", tensors, original_size=_input_size(inputs))
 
 
 def _mapping_values(given: Mapping[str, Any], inputs: tuple[TensorSpec, ...], what: str) -> dict[str, Any]:

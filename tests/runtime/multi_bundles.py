@@ -5,6 +5,8 @@ edgekit.bundle. Tests import TensorFlow to build them; the device half never doe
   two_inputs    inputs "image" [1,16,16,3] (RGB preprocess) and "side" [1,4]; outputs "scores" [1,5]
                 (labels scores.txt) and "heat map/0" [1,16,16,1] (a name --save-outputs must sanitize)
   two_heads     input "image" [1,12,12,1] (greyscale); outputs "class" [1,6] and "box" [1,4]
+  yolo          input "images" [1,32,32,3]; output "output0" [1,6,8], a YOLO-style head that says the same
+                for every image (task detect, float32 only)
 
 Every matmul has a bias, as Keras Dense layers do: an int8 FULLY_CONNECTED without one crashes
 tflite-runtime 2.14 on aarch64 and armv7 (segfault in invoke; ai-edge-litert and x86 are fine).
@@ -72,6 +74,26 @@ def _two_heads_function(tf):
     return model, samples
 
 
+# A YOLO-style head [1, 4+C, N] that says the same whatever the image: centre x, centre y, width, height in
+# input pixels (32x32), then the scores of C=2 classes, for N=8 candidates. Candidates 0 and 1 overlap
+# (IoU 0.6, NMS keeps 0), 2 is the other class, the rest score below any threshold.
+YOLO_HEAD = np.zeros((1, 6, 8), np.float32)
+YOLO_HEAD[0, :, 0] = [16, 16, 8, 8, 0.9, 0.0]
+YOLO_HEAD[0, :, 1] = [17, 16, 8, 8, 0.8, 0.0]
+YOLO_HEAD[0, :, 2] = [8, 8, 4, 4, 0.0, 0.7]
+YOLO_LABELS = ["square", "circle"]
+
+
+def _yolo_function(tf):
+    head = tf.constant(YOLO_HEAD)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32)])
+    def model(image):
+        return {"output0": head + 0.0 * tf.reduce_mean(image)}
+
+    return model, None
+
+
 def convert(model, samples, mode: str) -> bytes:
     import tensorflow as tf
 
@@ -103,6 +125,7 @@ def write_bundle(
     preprocess: dict[str, Preprocess],
     labels: dict[str, list[str]],
     task: str,
+    postprocess: dict | None = None,
 ) -> Path:
     """A bundle folder: the model, labels files, and a manifest whose tensors carry the names given per
     shape (every tensor of these models has its own shape), in the interpreter's order."""
@@ -126,13 +149,14 @@ def write_bundle(
         outputs=tuple(named(s, labels=label_files.get(names[s.shape])) for s in outputs),
         files={p.name: file_entry(p) for p in sorted(folder.iterdir())},
         task=task,
+        postprocess=postprocess or {},
     )
     (folder / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return folder
 
 
 def build(out: Path) -> dict:
-    """{"two_inputs": {"float32": folder, "int8": folder}, "two_heads": {...}, "dir": out}."""
+    """{"two_inputs": {"float32": folder, "int8": folder}, "two_heads": {...}, "yolo": {"float32": folder}}."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -162,6 +186,19 @@ def build(out: Path) -> dict:
             "raw",
         )
         for mode in ("float32", "int8")
+    }
+    model, _ = _yolo_function(tf)
+    built["yolo"] = {
+        "float32": write_bundle(
+            out / "yolo-float32",
+            convert(model, None, "float32"),
+            "float32",
+            {(1, 32, 32, 3): "images", (1, 6, 8): "output0"},
+            {"images": Preprocess((32, 32), "RGB")},
+            {"output0": YOLO_LABELS},
+            "detect",
+            {"format": "yolo", "layout": "4+C,N", "classes": 2, "candidates": 8, "coordinates": "pixels"},
+        )
     }
     return built
 

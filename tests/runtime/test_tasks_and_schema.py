@@ -41,8 +41,8 @@ def decoders(monkeypatch) -> list:
     """Stand-ins for edgekit.runtime.detect/draw/masks; every call is recorded."""
     calls: list = []
 
-    def detections(outputs, manifest, original_size, conf, iou, max_detections):
-        calls.append(("detections", outputs, manifest, original_size, conf, iou, max_detections))
+    def detections(outputs, manifest, original_size, conf, iou, max_detections, labels=None):
+        calls.append(("detections", outputs, manifest, original_size, conf, iou, max_detections, labels))
         width, height = original_size
         return [Detection("thing", 1, 0.9, (0.0, 0.0, width / 2, height / 2))]
 
@@ -79,16 +79,31 @@ def test_detect_hands_every_output_and_the_images_size_to_the_decoder(multi_bund
     Image.new("L", (40, 30), 128).save(image)
     out = tmp_path / "out"
     report = run(bundle, [image], conf=0.5, iou=0.3, max_detections=7, save_outputs=out, **ONCE)
-    name, outputs, manifest, size, conf, iou, limit = decoders[0]
+    name, outputs, manifest, size, conf, iou, limit, labels = decoders[0]
     assert name == "detections" and manifest.task == "detect" and manifest.postprocess == {"format": "ssd"}
     assert [y.shape for y in outputs] == [tuple(s.shape) for s in manifest.outputs]
     assert all(y.dtype == np.float32 for y in outputs)  # dequantized
-    assert size == (40, 30) and (conf, iou, limit) == (0.5, 0.3, 7)
+    assert size == (40, 30) and (conf, iou, limit) == (0.5, 0.3, 7) and labels is None
     result = report.results[0].to_dict()
     assert result["detections"] == [{"label": "thing", "index": 1, "score": 0.9, "box": [0.0, 0.0, 20.0, 15.0]}]
     drawn = [c for c in decoders if c[0] == "draw_boxes"]
     assert drawn == [("draw_boxes", image, list(report.results[0].detections), out / "wide.boxes.png")]
     assert sorted(p.name for p in out.iterdir()) == ["wide.box.npy", "wide.boxes.png", "wide.class.npy"]
+
+
+def test_detect_with_the_real_decoder(multi_bundles, tmp_path):
+    """Once edgekit.runtime.detect is there: boxes in the image's pixels, NMS applied, the drawing written."""
+    pytest.importorskip("edgekit.runtime.detect")
+    image = tmp_path / "scene.png"
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(image)
+    out = tmp_path / "out"
+    report = run(multi_bundles["yolo"]["float32"], [image], save_outputs=out, **ONCE)
+    found = report.results[0].to_dict()["detections"]
+    assert [(d["label"], d["index"]) for d in found] == [("square", 0), ("circle", 1)]
+    np.testing.assert_allclose(found[0]["box"], [24, 18, 40, 30], atol=1e-3)  # x by 2, y by 1.5
+    assert found[0]["score"] == pytest.approx(0.9) and found[1]["score"] == pytest.approx(0.7)
+    assert sorted(p.name for p in out.iterdir()) == ["scene.boxes.png", "scene.output0.npy"]
+    assert Image.open(out / "scene.boxes.png").size == (64, 48)
 
 
 def test_detect_on_an_array_uses_the_inputs_own_size_and_draws_nothing(multi_bundles, decoders, tmp_path):
@@ -103,7 +118,7 @@ def test_detect_settings_reach_run_from_the_command_line_defaults(multi_bundles,
 
     bundle = with_task(multi_bundles["two_heads"]["float32"], tmp_path / "det", "detect")
     run(bundle, **ONCE)
-    assert decoders[0][4:] == (defaults.CONF, defaults.IOU, defaults.MAX_DETECTIONS) == (0.25, 0.45, 100)
+    assert decoders[0][4:7] == (defaults.CONF, defaults.IOU, defaults.MAX_DETECTIONS) == (0.25, 0.45, 100)
 
 
 def test_segment_saves_the_mask_at_the_images_size(multi_bundles, decoders, tmp_path):
