@@ -95,8 +95,9 @@ def is_classifier(spec: TensorSpec, labels: Sequence[str] | None, manifest: Mani
 def top_k(scores: np.ndarray, labels: Sequence[str] | None, k: int) -> tuple[TopK, ...]:
     scores = scores.reshape(-1)
     count = max(1, min(k, scores.size))
-    best = np.argsort(-scores, kind="stable")[:count]
-    return tuple(TopK(int(i), labels[i] if labels and i < len(labels) else None, float(scores[i])) for i in best)
+    best = np.argsort(-scores, kind="stable")[:count].tolist()
+    values = scores[best].tolist()
+    return tuple(TopK(i, labels[i] if labels and i < len(labels) else None, v) for i, v in zip(best, values))
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class PostProcess:
                     spec.name,
                     tuple(y.shape),
                     spec.dtype,
-                    tuple(float(v) for v in flat[:SHOWN_VALUES]),
+                    tuple(flat[:SHOWN_VALUES].tolist()),
                     int(flat.size),
                     ranked,
                 )
