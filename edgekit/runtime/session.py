@@ -167,6 +167,9 @@ class Session:
                 raise InputError(f"this model has {len(self._input_index)} inputs: give one tensor per input name")
             tensors = {self.input_spec.name: tensors}
         for index, spec in zip(self._input_index, self.manifest.inputs):
+            if spec.name not in tensors:
+                names = ", ".join(s.name for s in self.manifest.inputs)
+                raise InputError(f"no tensor for input {spec.name!r} (the model takes: {names})")
             self.interpreter.set_tensor(index, tensors[spec.name])
 
     def invoke(self) -> None:
