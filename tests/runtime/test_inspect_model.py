@@ -32,7 +32,7 @@ def test_bundle_shows_its_recipe_and_schema(bundle_copy):
     manifest = edit_conversion(bundle_copy, lambda conversion: conversion.update(recipe=recipe))
     data = json.loads(json.dumps(inspect(bundle_copy).to_dict()))
     assert data["recipe"] == recipe
-    assert data["schema"] == manifest["schema"] == SCHEMA_VERSION
+    assert data["schema"] == manifest["schema"] == SCHEMA_VERSION == 2
     assert data["manifest"]["conversion"]["recipe"] == recipe  # the whole manifest is still there
 
 
