@@ -28,6 +28,7 @@ YOLO_LAYOUTS = ("4+C,N", "N,4+C")  # [1, 4+C, N] (Ultralytics' export) or [1, N,
 # Centres of a normalized head stay within 0-1 (a little beyond at the edges); a pixel head's spread over
 # the input's width and height. Inputs are never 2 pixels wide, so this tells them apart.
 NORMALIZED_LIMIT = 2.0
+NMS_BLOCK = 256  # candidates compared at once in NMS: a 256x256 matrix is cheap, a 2100x2100 one is not
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,27 @@ class Detection:
 def detection_format(outputs: Sequence[Any]) -> dict[str, Any] | None:
     """The `postprocess` record for a detector with these outputs, or None when they fit no format.
 
-    `outputs` are shapes (tuples of ints) or `TensorSpec`s (anything with `.shape`; a `.name` helps tell
-    the SSD scores from its classes), in the model's output order. A YOLO-shaped output (rank 3, one
+    `outputs` are shapes (tuples of ints; a leading None is a batch of one) or tensor descriptions
+    (anything with `.shape`: `TensorSpec`, the conversion half's `TensorInfo`; a `.name` helps tell the
+    SSD scores from its classes), in the model's output order. A YOLO-shaped output (rank 3, one
     small axis) is also what many non-detectors give: take it as a detector only when told (`--task
     detect`); the four SSD outputs are unambiguous. `coordinates` is left out for YOLO heads (shapes
     cannot tell it); decoding then tells it from the values."""
-    shapes = [tuple(int(d) for d in getattr(o, "shape", o)) for o in outputs]
+    shapes = [_static_shape(getattr(o, "shape", o)) for o in outputs]
+    if any(shape is None for shape in shapes):
+        return None
     names = [str(getattr(o, "name", "")) for o in outputs]
     if len(shapes) == 1:
         return _yolo_format(shapes[0])
     if len(shapes) == 4:
         return _ssd_format(shapes, names)
     return None
+
+
+def _static_shape(shape: Sequence[int | None]) -> tuple[int, ...] | None:
+    """A shape with its batch axis as 1 when unknown (a source model's `None`); None if any other axis is."""
+    dims = [1 if d is None and i == 0 else d for i, d in enumerate(shape)]
+    return None if any(d is None for d in dims) else tuple(int(d) for d in dims)
 
 
 def _yolo_format(shape: tuple[int, ...]) -> dict[str, Any] | None:
@@ -117,7 +127,8 @@ def detections(
     """A detector's outputs (dequantized, in model order) → its detections, best first.
 
     `original_size` is the (width, height) of the image the input was made from (boxes come back in
-    its pixels); None gives boxes in the model input's pixels. `labels` name the class indices."""
+    its pixels); None (or a zero size) gives boxes in the model input's pixels. `labels` name the
+    class indices (the labels of the scores output: a YOLO head's own, an SSD model's classes output's)."""
     if not 0.0 <= conf <= 1.0:
         raise UsageError(f"--conf must be from 0 to 1, got {conf}")
     if not 0.0 <= iou <= 1.0:
@@ -128,7 +139,8 @@ def detections(
     if len(outputs) != len(manifest.outputs):
         raise InputError(f"detect: the model gave {len(outputs)} outputs, the manifest lists {len(manifest.outputs)}")
     input_width, input_height = input_size(manifest)
-    width, height = original_size or (input_width, input_height)
+    known = original_size is not None and min(original_size) > 0  # (0, 0) stands for "not known" too
+    width, height = original_size if known else (input_width, input_height)
     if settings["format"] == "yolo":
         boxes, scores, classes, normalized = _yolo_candidates(outputs[0], settings, conf)
         keep = non_max_suppression(boxes, scores, classes, iou, max_detections)
@@ -271,22 +283,41 @@ def non_max_suppression(
 
     A box is dropped when it overlaps a better box of the same class with IoU above `iou`. Classes are
     kept apart by shifting each class's boxes to a region of their own, so one pass serves them all.
-    Each kept box costs a handful of numpy calls on the boxes still in play (no clip, no division:
-    their per-call overhead dominates at these sizes)."""
+    The candidates are taken in blocks, best first: a block's boxes are checked against every box kept so
+    far and against each other in a few matrix operations, leaving only a cheap walk over the block in
+    Python; it stops as soon as `limit` boxes are kept. (A loop of numpy calls per kept box costs more: at
+    these sizes each call's overhead outweighs its work.)"""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
     span = float(boxes.max() - boxes.min()) + 1.0
     shifted = boxes[order].astype(np.float64) + (classes[order].astype(np.float64) * span)[:, None]
-    areas = np.maximum(shifted[:, 2] - shifted[:, 0], 0) * np.maximum(shifted[:, 3] - shifted[:, 1], 0)
-    keep: list[int] = []
-    while order.size and len(keep) < limit:
-        keep.append(int(order[0]))
-        best, rest = shifted[0], shifted[1:]
-        sides = np.minimum(best[2:], rest[:, 2:]) - np.maximum(best[:2], rest[:, :2])
-        np.maximum(sides, 0, out=sides)
-        inter = sides[:, 0] * sides[:, 1]
-        # IoU <= threshold, written as inter <= threshold * union
-        alive = np.flatnonzero(inter <= iou * (areas[0] + areas[1:] - inter)) + 1
-        order, shifted, areas = order[alive], shifted[alive], areas[alive]
-    return np.asarray(keep, dtype=np.int64)
+    corners = np.ascontiguousarray(shifted.T)  # x1, y1, x2, y2 rows
+    areas = np.maximum(corners[2] - corners[0], 0) * np.maximum(corners[3] - corners[1], 0)
+    kept: list[int] = []  # positions in `order`
+    for start in range(0, len(order), NMS_BLOCK):
+        block = np.arange(start, min(start + NMS_BLOCK, len(order)))
+        if kept:
+            block = block[~_suppressed(corners, areas, np.asarray(kept), block, iou).any(axis=0)]
+        if block.size == 0:
+            continue
+        within = _suppressed(corners, areas, block, block, iou)
+        alive = np.ones(block.size, dtype=bool)
+        for j in range(block.size):
+            if alive[j]:
+                kept.append(int(block[j]))
+                if len(kept) == limit:
+                    return order[kept]
+                alive &= ~within[j]
+    return order[kept]
+
+
+def _suppressed(corners: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.ndarray, iou: float) -> np.ndarray:
+    """[rows, cols] booleans: box `row` overlaps box `col` with IoU above `iou` (inter > iou * union)."""
+    a, b = corners[:, rows], corners[:, cols]
+    width = np.minimum(a[2][:, None], b[2][None]) - np.maximum(a[0][:, None], b[0][None])
+    height = np.minimum(a[3][:, None], b[3][None]) - np.maximum(a[1][:, None], b[1][None])
+    np.maximum(width, 0, out=width)
+    np.maximum(height, 0, out=height)
+    inter = width * height
+    return inter > iou * (areas[rows][:, None] + areas[cols][None] - inter)

@@ -47,6 +47,8 @@ def test_format_of_yolo_heads_in_both_layouts():
     assert detection_format([(1, 84, 2100)]) == {"format": "yolo", "layout": "4+C,N", "classes": 80, "candidates": 2100}
     assert detection_format([(1, 2100, 84)]) == {"format": "yolo", "layout": "N,4+C", "classes": 80, "candidates": 2100}
     assert detection_format([TensorSpec("output0", (1, 7, 144), "int8", 0.01, 0)])["classes"] == 3
+    assert detection_format([(None, 7, 144)])["layout"] == "4+C,N"  # a Keras output shape
+    assert detection_format([(None, 7, None)]) is None
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 4, 100), (1, 10), (2, 84, 2100), (1, 84, 2100, 1)])
@@ -126,8 +128,9 @@ def test_yolo_coordinates_are_told_from_the_values_when_not_recorded():
 
 def test_without_an_original_size_boxes_are_in_the_input_pixels():
     meta = manifest([("output0", (1, 5, 1))], {"format": "yolo", "coordinates": "normalized"})
-    found = detections([yolo_head([[0.5, 0.5, 0.2, 0.2, 0.9]])], meta)
-    assert list(found[0].box) == pytest.approx([40, 40, 60, 60])
+    for size in (None, (0, 0)):
+        found = detections([yolo_head([[0.5, 0.5, 0.2, 0.2, 0.9]])], meta, size)
+        assert list(found[0].box) == pytest.approx([40, 40, 60, 60])
 
 
 def test_boxes_are_clipped_to_the_image():
@@ -166,6 +169,36 @@ def test_nms_directly():
     classes = np.zeros(4, dtype=np.int64)
     assert non_max_suppression(boxes, scores, classes, 0.45, 100).tolist() == [3, 0, 2]
     assert non_max_suppression(boxes[:0], scores[:0], classes[:0], 0.45, 100).tolist() == []
+
+
+def reference_nms(boxes, scores, classes, threshold, limit):
+    keep = []
+    for i in sorted(range(len(boxes)), key=lambda k: -scores[k]):
+        if len(keep) == limit:
+            break
+        if all(classes[i] != classes[k] or box_iou(boxes[i], boxes[k]) <= threshold for k in keep):
+            keep.append(i)
+    return keep
+
+
+def box_iou(a, b):
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@pytest.mark.parametrize("count, classes, limit", [(40, 1, 100), (700, 3, 100), (900, 1, 20), (600, 5, 1000)])
+def test_nms_agrees_with_the_textbook_greedy_loop(count, classes, limit):
+    rng = np.random.default_rng(count)
+    centres = rng.uniform(0, 100, (count, 2))
+    sizes = rng.uniform(2, 30, (count, 2))
+    boxes = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1).astype(np.float32)
+    scores = rng.permutation(count).astype(np.float32) / count  # distinct: one right order
+    kinds = rng.integers(0, classes, count)
+    expected = reference_nms(boxes.tolist(), scores.tolist(), kinds.tolist(), 0.45, limit)
+    assert non_max_suppression(boxes, scores, kinds, 0.45, limit).tolist() == expected
 
 
 def test_non_finite_candidates_are_dropped():
