@@ -28,7 +28,7 @@ YOLO_LAYOUTS = ("4+C,N", "N,4+C")  # [1, 4+C, N] (Ultralytics' export) or [1, N,
 # Centres of a normalized head stay within 0-1 (a little beyond at the edges); a pixel head's spread over
 # the input's width and height. Inputs are never 2 pixels wide, so this tells them apart.
 NORMALIZED_LIMIT = 2.0
-NMS_BLOCK = 256  # candidates compared at once in NMS: a 256x256 matrix is cheap, a 2100x2100 one is not
+NMS_BLOCK = 128  # candidates compared at once in NMS: a 128x128 matrix is cheap, a 2100x2100 one is not
 
 
 @dataclass(frozen=True)
@@ -228,24 +228,27 @@ def _yolo_candidates(
     output: np.ndarray, settings: dict[str, Any], conf: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Candidates scoring at least `conf`: boxes (x1, y1, x2, y2), best score, its class; and whether
-    the boxes are normalized."""
+    the boxes are normalized. Reductions run along the output's own memory order (a reduction across a
+    transposed view is several times slower)."""
     pred = np.asarray(output, dtype=np.float32)
     pred = pred.reshape(pred.shape[-2:])
     if settings["layout"] == "4+C,N":
-        pred = pred.T  # a view: the selection below copies only the rows it keeps
-    boxes, scores = pred[:, :4], pred[:, 4:]
-    coordinates = settings.get("coordinates") or guess_coordinates(boxes)
-    best = scores.max(axis=1)
-    chosen = np.flatnonzero((best >= conf) & np.isfinite(boxes).all(axis=1))
-    classes = scores[chosen].argmax(axis=1)
-    return centre_to_corners(boxes[chosen]), best[chosen], classes, coordinates == "normalized"
+        best = pred[4:].max(axis=0)
+        coordinates = settings.get("coordinates") or guess_coordinates(pred[:2])
+        chosen = np.flatnonzero((best >= conf) & np.isfinite(pred[:4]).all(axis=0))
+        boxes, classes = pred[:4, chosen].T, pred[4:, chosen].argmax(axis=0)
+    else:
+        best = pred[:, 4:].max(axis=1)
+        coordinates = settings.get("coordinates") or guess_coordinates(pred[:, :2])
+        chosen = np.flatnonzero((best >= conf) & np.isfinite(pred[:, :4]).all(axis=1))
+        boxes, classes = pred[chosen, :4], pred[chosen, 4:].argmax(axis=1)
+    return centre_to_corners(boxes), best[chosen], classes, coordinates == "normalized"
 
 
-def guess_coordinates(boxes: np.ndarray) -> str:
-    """ "normalized" or "pixels" for centre/size boxes `[N, 4]` of a YOLO head, from all its candidates'
-    centres (not only the confident ones: the grid spreads them over the whole input)."""
-    centres = np.abs(boxes[:, :2])
-    centres = centres[np.isfinite(centres)]
+def guess_coordinates(centres: np.ndarray) -> str:
+    """ "normalized" or "pixels" for a YOLO head, from all its candidates' box centres (not only the
+    confident ones: the grid spreads them over the whole input)."""
+    centres = np.abs(centres[np.isfinite(centres)])
     return "normalized" if centres.size == 0 or centres.max() <= NORMALIZED_LIMIT else "pixels"
 
 
@@ -283,7 +286,7 @@ def non_max_suppression(
 
     A box is dropped when it overlaps a better box of the same class with IoU above `iou`. Classes are
     kept apart by shifting each class's boxes to a region of their own, so one pass serves them all.
-    The candidates are taken in blocks, best first: a block's boxes are checked against every box kept so
+    The candidates are taken in blocks of NMS_BLOCK, best first: a block's boxes are checked against every box kept so
     far and against each other in a few matrix operations, leaving only a cheap walk over the block in
     Python; it stops as soon as `limit` boxes are kept. (A loop of numpy calls per kept box costs more: at
     these sizes each call's overhead outweighs its work.)"""
@@ -291,7 +294,7 @@ def non_max_suppression(
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
     span = float(boxes.max() - boxes.min()) + 1.0
-    shifted = boxes[order].astype(np.float64) + (classes[order].astype(np.float64) * span)[:, None]
+    shifted = boxes[order].astype(np.float32) + (classes[order].astype(np.float32) * np.float32(span))[:, None]
     corners = np.ascontiguousarray(shifted.T)  # x1, y1, x2, y2 rows
     areas = np.maximum(corners[2] - corners[0], 0) * np.maximum(corners[3] - corners[1], 0)
     kept: list[int] = []  # positions in `order`
