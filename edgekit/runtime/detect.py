@@ -25,6 +25,8 @@ from edgekit.errors import InputError, UsageError
 FORMATS = ("yolo", "ssd")
 COORDINATES = ("normalized", "pixels")
 YOLO_LAYOUTS = ("4+C,N", "N,4+C")  # [1, 4+C, N] (Ultralytics' export) or [1, N, 4+C]
+# The same layouts as the conversion half may name them.
+LAYOUT_ALIASES = {"channels_first": "4+C,N", "channels_last": "N,4+C"}
 # Centres of a normalized head stay within 0-1 (a little beyond at the edges); a pixel head's spread over
 # the input's width and height. Inputs are never 2 pixels wide, so this tells them apart.
 NORMALIZED_LIMIT = 2.0
@@ -187,6 +189,7 @@ def postprocess_settings(manifest: Manifest) -> dict[str, Any]:
         shape = tuple(manifest.outputs[0].shape)
         inferred = detection_format([shape]) if count == 1 else None
         layout = settings.get("layout") or (inferred or {}).get("layout")
+        layout = LAYOUT_ALIASES.get(layout, layout)
         if layout is not None and layout not in YOLO_LAYOUTS:
             raise InputError(f"{where}.layout: expected one of {', '.join(YOLO_LAYOUTS)}, got {layout!r}")
         attributes = None if layout is None or len(shape) != 3 else shape[1 if layout == "4+C,N" else 2]

@@ -117,6 +117,14 @@ def test_yolo_normalized_boxes(layout):
     assert list(found[0].box) == pytest.approx([256, 96, 384, 144])
 
 
+@pytest.mark.parametrize("layout, alias", [("4+C,N", "channels_first"), ("N,4+C", "channels_last")])
+def test_yolo_layout_aliases(layout, alias):
+    shape = (1, 5, 1) if layout == "4+C,N" else (1, 1, 5)
+    meta = manifest([("output0", shape)], {"format": "yolo", "layout": alias, "coordinates": "normalized"})
+    found = detections([yolo_head([[0.5, 0.5, 0.2, 0.2, 0.9]], layout)], meta)
+    assert list(found[0].box) == pytest.approx([40, 40, 60, 60])
+
+
 def test_yolo_coordinates_are_told_from_the_values_when_not_recorded():
     pixels = [[50, 50, 20, 20, 0.9], [90, 90, 10, 10, 0.0]]
     normalized = [[0.5, 0.5, 0.2, 0.2, 0.9], [0.9, 0.9, 0.1, 0.1, 0.0]]
