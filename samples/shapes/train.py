@@ -135,7 +135,7 @@ def sample_folder(out: Path) -> Path | None:
 
 
 def train(
-    out: Path, epochs: int = 20, quiet: bool = False, samples: Path | None = None, coordinates: str = "normalized"
+    out: Path, epochs: int = 16, quiet: bool = False, samples: Path | None = None, coordinates: str = "normalized"
 ) -> dict:
     """Train and write the sample into `out`; returns training time, quality and paths."""
     out = Path(out)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=BUILD)
     parser.add_argument("--samples", type=Path, default=None, help="where images/ and labels.txt go")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--coordinates", choices=("normalized", "pixels"), default="normalized")
     args = parser.parse_args(argv)
     summary = train(args.out, args.epochs, samples=args.samples, coordinates=args.coordinates)
