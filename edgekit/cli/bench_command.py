@@ -126,7 +126,7 @@ def render(report) -> None:
     out.print(
         f"{report.runtime.name} {report.runtime.version} on {report.arch}"
         f"{' (emulated)' if report.emulated else ''}, {report.cores} usable core(s); "
-        f"{runs} per row after 1 first + {report.warmup} warm-up invokes; inputs: {report.inputs}"
+        f"{runs} per row after 1 first + {report.warmup} warm-up invokes; inputs: {report.inputs or 'random'}"
     )
     latency_keys = ["p50", "p90", "p99", "mean", "std", "min", "max"]
     columns = ["model", "load", "first", *latency_keys, "inf/s", "peak RSS", "GMAC/s", "XNNPACK", "budget"]
