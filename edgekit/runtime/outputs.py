@@ -87,7 +87,10 @@ def read_labels(bundle: Bundle, name: str | None) -> list[str] | None:
 
 
 def is_classifier(spec: TensorSpec, labels: Sequence[str] | None, manifest: Manifest) -> bool:
-    """Rank 2 (batch, classes), labels given for it, or the one output of a `classify` bundle."""
+    """Rank 2 (batch, classes), labels given for it, or the one output of a `classify` bundle; never
+    an output of a detector or a segmenter (their labels name the classes of boxes and masks)."""
+    if manifest.task in ("detect", "segment"):
+        return False
     single_classify = manifest.task == "classify" and len(manifest.outputs) == 1
     return len(spec.shape) == 2 or labels is not None or single_classify
 
