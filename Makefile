@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DIGITS := samples/digits/build
 BUNDLES := bundles
 
-.PHONY: install demo test test-unit test-arm arm-env lint sample mobilenet bench clean install-ssh test-remote device-wheels
+.PHONY: install demo demo-detect test test-unit test-arm arm-env lint sample shapes mobilenet bench clean install-ssh test-remote device-wheels
 
 install: $(STAMP)
 
@@ -29,6 +29,21 @@ demo: install sample
 	$(EDGEKIT) convert $(DIGITS)/digits.keras --calibration $(DIGITS)/calibration.npz \
 		--eval-data $(DIGITS)/eval.npz --labels samples/digits/labels.txt --out $(BUNDLES) --archive --force
 	$(EDGEKIT) run $(BUNDLES)/digits-x86_64 samples/digits/images --top-k 3
+
+# The shapes sample: a YOLO-style detector trained locally in ~30 s on generated scenes (no download);
+# demo-detect converts it to int8 and runs it on the shipped images, printing boxes and drawing them.
+SHAPES := samples/shapes/build
+
+shapes: $(SHAPES)/shapes.keras
+
+$(SHAPES)/shapes.keras: samples/shapes/train.py samples/shapes/scenes.py $(STAMP)
+	$(PY) samples/shapes/train.py --out $(SHAPES)
+
+demo-detect: install shapes
+	$(EDGEKIT) convert $(SHAPES)/shapes.keras -t x86_64 -q int8 --task detect \
+		--calibration $(SHAPES)/calibration.npz --labels samples/shapes/labels.txt \
+		--name shapes --out $(BUNDLES) --force
+	$(EDGEKIT) run $(BUNDLES)/shapes-x86_64 samples/shapes/images --save-outputs $(BUNDLES)/shapes-detect
 
 # One pytest run for everything, so the session fixtures (trained sample, bundles) are built once.
 test: install arm-env install-ssh device-wheels
@@ -69,7 +84,7 @@ test-remote: install arm-env install-ssh device-wheels
 BENCH := build/bench
 MOBILENET := samples/mobilenet/build
 BENCH_BUNDLES := $(foreach model,digits mobilenet_v2,$(foreach mode,int8 float32,$(BENCH)/bundles/$(model)-$(mode)-x86_64/edgekit.json))
-BENCH_SCRIPTS := run_vs_bare bench_vs_litert int8_speedup cold_start convert_overhead convert_process preprocess_cost
+BENCH_SCRIPTS := run_vs_bare bench_vs_litert int8_speedup cold_start convert_overhead convert_process preprocess_cost decode_cost
 
 mobilenet: $(MOBILENET)/mobilenet_v2.keras
 
@@ -95,4 +110,4 @@ lint: install
 	$(VENV)/bin/ruff format --check edgekit tests samples benchmarks
 
 clean:
-	rm -rf $(BUNDLES) $(DIGITS) samples/mobilenet/build samples/outlier/build build/bench .pytest_cache
+	rm -rf $(BUNDLES) $(DIGITS) $(SHAPES) samples/mobilenet/build samples/outlier/build build/bench .pytest_cache

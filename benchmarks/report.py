@@ -21,6 +21,7 @@ ORDER = (
     "convert_overhead",
     "convert_process",
     "preprocess_cost",
+    "decode_cost",
 )
 
 
