@@ -45,3 +45,9 @@ class IntegrityError(CheckFailed):
 
 class FidelityError(CheckFailed):
     """A converted model disagrees with its source beyond the allowed threshold (exit 4)."""
+
+
+class DeviceError(EdgekitError):
+    """The device cannot be reached or the SSH connection to it failed (exit 5)."""
+
+    exit_code = 5
