@@ -52,7 +52,7 @@ def run_on_fleet(
             argv=["run", json.dumps(kwargs)],
             progress=progress,
             verbose=verbose,
-            rewrite=lambda report: _local_inputs(report, local_inputs),
+            rewrite=lambda report: {**_local_inputs(report, local_inputs), "bundle": str(bundle)},
         )
 
 
