@@ -27,6 +27,7 @@ COMMANDS = {
     "sign": ("edgekit.cli.keys_command", "sign"),
     "keygen": ("edgekit.cli.keys_command", "keygen"),
     "targets": ("edgekit.cli.targets_command", "targets"),
+    "device": ("edgekit.cli.device_command", "device"),
     "deploy": ("edgekit.cli.deploy_command", "deploy"),
 }
 

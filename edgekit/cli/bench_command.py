@@ -20,6 +20,7 @@ from edgekit.cli.options import (
 )
 from edgekit.cli.output import fail, human_bytes, print_json, reports_errors
 from edgekit.cli.progress_bar import ProgressBar
+from edgekit.cli.remote_options import remote_options
 
 
 @click.command("bench", cls=Command)
@@ -56,6 +57,7 @@ from edgekit.cli.progress_bar import ProgressBar
     "--plot", "Draw each row's latency distribution to this image (.png, .svg, .pdf; needs matplotlib)."
 )
 @reports_errors
+@remote_options
 def bench(
     models: tuple[Path, ...],
     threads: list[int] | None,

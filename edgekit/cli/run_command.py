@@ -18,6 +18,7 @@ from edgekit.cli.options import (
     warmup_option,
 )
 from edgekit.cli.output import fail, print_json, reports_errors
+from edgekit.cli.remote_options import remote_options
 
 
 @click.command("run", cls=Command)
@@ -48,6 +49,7 @@ from edgekit.cli.output import fail, print_json, reports_errors
 @trusted_key_option("Public key NAME.pub: refuse (exit 4) a bundle it did not sign, before loading anything.")
 @json_option()
 @reports_errors
+@remote_options
 def run(
     bundle: Path,
     inputs: tuple[Path, ...],

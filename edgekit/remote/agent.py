@@ -41,8 +41,15 @@ def cache_dir() -> Path:
     return Path(base) / "edgekit"
 
 
+def missing_module(exc: BaseException) -> str | None:
+    """numpy or Pillow absent on the device: what the ImportError names."""
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in ("numpy", "PIL"):
+        return {"PIL": "Pillow"}.get(exc.name.split(".")[0], "numpy")
+    return None
+
+
 def exit_code_of(exc: BaseException) -> int:
-    if isinstance(exc, RuntimeNotFound):
+    if isinstance(exc, RuntimeNotFound) or missing_module(exc):
         return 5  # the device cannot run edgekit: not the bundle's fault
     if isinstance(exc, EdgekitError):
         return exc.exit_code
@@ -56,6 +63,8 @@ def error_answer(exc: BaseException) -> dict[str, Any]:
         message = str(exc)
         if isinstance(exc, RuntimeNotFound):
             message += " (edgekit device setup HOST installs one)"
+    elif missing_module(exc):
+        message = f"{missing_module(exc)} is not installed for {sys.executable} (edgekit device setup HOST installs it)"
     elif isinstance(exc, OSError) and exc.errno == NO_SPACE:
         message = f"disk full on the device ({exc.filename or cache_dir()})"
     elif isinstance(exc, OSError):
@@ -111,9 +120,10 @@ def plain_main(command: str, args: list[str]) -> int:
 # --- serve: the framed protocol `edgekit run --on HOST` speaks ------------------------------------
 
 
-def watch_stdin(stdin: Any) -> None:
+def watch_stdin(stdin: Any, answered: threading.Event) -> None:
     """When the laptop goes away (Ctrl-C there, a dropped connection) stdin ends: stop like Ctrl-C, so
-    the per-run folder is removed; if a native call does not return, leave anyway after a grace time."""
+    the per-run folder is removed; if a native call does not return, leave anyway after a grace time.
+    The laptop also closes stdin once it has the answer: that end is no interruption."""
 
     def wait() -> None:
         try:
@@ -121,6 +131,8 @@ def watch_stdin(stdin: Any) -> None:
                 pass
         except (OSError, ValueError):
             pass
+        if answered.is_set():
+            return
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(10)
         os._exit(130)
@@ -215,6 +227,7 @@ def serve() -> int:
     root = cache_dir()
     store, runs = root / "bundles", root / "runs"
     work: Path | None = None
+    answered = threading.Event()
     answer: dict[str, Any]
     files: list[tuple[str, Path]] = []
     try:
@@ -224,7 +237,7 @@ def serve() -> int:
         work = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
         request = framing.read_header(stdin)
         framing.read_files(stdin, request, work)
-        watch_stdin(stdin)
+        watch_stdin(stdin, answered)
         for entry in request.get("install", ()):
             install_bundle(entry, work, store)
         if request.get("command") == "info":
@@ -240,11 +253,12 @@ def serve() -> int:
             out = work / "out"
             if out.is_dir():
                 files = [(p.relative_to(work).as_posix(), p) for p in sorted(out.rglob("*")) if p.is_file()]
-        answer.update(work=str(work), store=str(store))
     except KeyboardInterrupt:
         answer = {"ok": False, "error": "interrupted", "exit_code": 130, "type": "KeyboardInterrupt"}
     except Exception as exc:
         answer = error_answer(exc)
+    answer.update(work=str(work), store=str(store))  # the laptop maps these paths back to its own
+    answered.set()
     try:
         framing.write_frame(frames, answer, files)
     except (OSError, ValueError):
