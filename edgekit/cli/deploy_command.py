@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from edgekit.cli.options import Command, argument, json_option, option, trusted_key_option
+from edgekit.cli.options import PATH, Command, argument, json_option, option, trusted_key_option
 from edgekit.cli.output import reports_errors
 
 
@@ -27,6 +27,12 @@ from edgekit.cli.output import reports_errors
     help="Where bundles live on the device: PATH/NAME/current. Default: ~/.local/share/edgekit/bundles.",
 )
 @trusted_key_option("Public key NAME.pub: install only a bundle it signed (checked here and on each device).")
+@option("--ssh-config", type=PATH, metavar="FILE", help="SSH config file instead of ~/.ssh/config (like ssh -F).")
+@option(
+    "--remote-python",
+    metavar="PATH",
+    help="The device's Python, where the inventory sets no ansible_python_interpreter. Default: python3.",
+)
 @option("--rollback", metavar="NAME", help="Make the previous version of bundle NAME current again (no BUNDLE).")
 @json_option("Print a JSON list of per-host results.")
 @option("--verbose", "-v", is_flag=True, help="Show Ansible's own output.")
@@ -37,6 +43,8 @@ def deploy(
     limit: Optional[str],
     to: Optional[str],
     trusted_key: Optional[Path],
+    ssh_config: Optional[Path],
+    remote_python: Optional[str],
     rollback: Optional[str],
     as_json: bool,
     verbose: bool,
@@ -56,10 +64,10 @@ def deploy(
     if rollback is not None and trusted_key is not None:
         raise click.UsageError("--trusted-key checks a bundle being installed, not a rollback")
     with ProgressBar(f"deploy to {on}", enabled=not as_json) as bar:
+        reach = {"limit": limit, "progress": bar, "verbose": verbose, "ssh_config": ssh_config,
+                 "remote_python": remote_python}  # fmt: skip
         if rollback is not None:
-            report = fleet_deploy.rollback(rollback, on, to=to, limit=limit, progress=bar, verbose=verbose)
+            report = fleet_deploy.rollback(rollback, on, to=to, **reach)
         else:
-            report = fleet_deploy.deploy(
-                bundle, on, to=to, trusted_key=trusted_key, limit=limit, progress=bar, verbose=verbose
-            )
+            report = fleet_deploy.deploy(bundle, on, to=to, trusted_key=trusted_key, **reach)
     finish(report, as_json, render_deploy)

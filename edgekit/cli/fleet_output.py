@@ -32,6 +32,23 @@ def fleet_command(command: str, on: str, limit: str | None, as_json: bool, verbo
     finish(report, as_json, render_fleet)
 
 
+def fleet_from_options(
+    name: str, on: str, limit: str | None, ssh_config: Any, remote_python: Any, kwargs: dict
+) -> None:
+    """The `--on @INVENTORY` branch of `run` and `bench` (edgekit/cli/remote_options.py): the command's
+    parsed options, by their Python names, go to the same library function on every host."""
+    from edgekit.errors import UsageError
+
+    options = dict(kwargs)
+    as_json = bool(options.pop("as_json", False))
+    for local in ("csv", "plot"):
+        if options.pop(local, None) is not None:
+            raise UsageError(f"--{local} writes one device's rows: use --json with --on @INVENTORY")
+    if name == "bench":
+        options["models"] = list(options.get("models", ()))
+    fleet_command(name, on, limit, as_json, False, ssh_config=ssh_config, remote_python=remote_python, **options)
+
+
 def inventory_path(on: str) -> str:
     if not on.startswith("@") or len(on) == 1:
         raise click.UsageError(f"--on {on}: an inventory is given as @FILE")

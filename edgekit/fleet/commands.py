@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle.files import temporary_folder
-from edgekit.fleet.playbook import run_on_hosts
+from edgekit.fleet.playbook import run_on_hosts, transport_options
 from edgekit.fleet.report import FleetReport, HostReport, host_report
 from edgekit.fleet.shipping import Shipment, bundle_archive, payload, scratch_files
 from edgekit.progress import Progress
@@ -29,12 +29,16 @@ def run_on_fleet(
     inputs: tuple[str | Path, ...] | list[str | Path] = (),
     limit: str | None = None,
     trusted_key: str | Path | None = None,
+    save_outputs: str | Path | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    remote_python: str | None = None,
+    ssh_config: str | Path | None = None,
     **options: Any,
 ) -> FleetReport:
     """`edgekit.run` on every selected host; `options` are `run`'s own keyword arguments (threads,
-    warmup, repeat, budget_ms, top_k, runtime)."""
+    warmup, repeat, budget_ms, top_k, runtime). `save_outputs` DIR gets each host's files in DIR/HOST.
+    `remote_python` and `ssh_config` apply to hosts whose inventory does not say otherwise."""
     with temporary_folder("edgekit-fleet-") as private:
         archive = bundle_archive(Path(bundle), private)
         sent_inputs, device_inputs = _inputs([Path(p) for p in inputs])
@@ -42,6 +46,10 @@ def run_on_fleet(
         kwargs = {"bundle": archive.device_path, "inputs": device_inputs, **_given(options)}
         if key:
             kwargs["trusted_key"] = key[0].device_path
+        fetch = None
+        if save_outputs is not None:
+            kwargs["save_outputs"] = "{scratch}/out"
+            fetch = {"folder": "out", "dest": str(Path(save_outputs).resolve() / "{{ inventory_hostname }}")}
         local_inputs = [str(p) for p in inputs]
         return _on_fleet(
             "run",
@@ -50,9 +58,9 @@ def run_on_fleet(
             cached=[payload(), archive],
             scratch=[*sent_inputs, *key],
             argv=["run", json.dumps(kwargs)],
-            progress=progress,
-            verbose=verbose,
+            transport=transport_options(progress, verbose, remote_python, ssh_config),
             rewrite=lambda report: {**_local_inputs(report, local_inputs), "bundle": str(bundle)},
+            fetch=fetch,
         )
 
 
@@ -62,6 +70,8 @@ def bench_on_fleet(
     limit: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    remote_python: str | None = None,
+    ssh_config: str | Path | None = None,
     **options: Any,
 ) -> FleetReport:
     """`edgekit.bench` on every selected host; `options` are `bench`'s keyword arguments."""
@@ -75,16 +85,21 @@ def bench_on_fleet(
             cached=[payload(), *archives],
             scratch=[],
             argv=["bench", json.dumps(kwargs)],
-            progress=progress,
-            verbose=verbose,
+            transport=transport_options(progress, verbose, remote_python, ssh_config),
         )
 
 
 def device_info_on_fleet(
-    inventory: str | Path, limit: str | None = None, progress: Progress | None = None, verbose: bool = False
+    inventory: str | Path,
+    limit: str | None = None,
+    progress: Progress | None = None,
+    verbose: bool = False,
+    remote_python: str | None = None,
+    ssh_config: str | Path | None = None,
 ) -> FleetReport:
     """What every selected device is (arch, CPU, Python, runtimes): `edgekit device info` per host."""
-    return _on_fleet("info", inventory, limit, [payload()], [], ["info"], progress, verbose)
+    transport = transport_options(progress, verbose, remote_python, ssh_config)
+    return _on_fleet("info", inventory, limit, [payload()], [], ["info"], transport)
 
 
 def _on_fleet(
@@ -94,17 +109,19 @@ def _on_fleet(
     cached: list[Shipment],
     scratch: list[Shipment],
     argv: list[str],
-    progress: Progress | None,
-    verbose: bool,
+    transport: dict[str, Any],
     rewrite: Any = None,
+    fetch: dict[str, str] | None = None,
 ) -> FleetReport:
     started = time.perf_counter()
-    step = {
+    step: dict[str, Any] = {
         "cached": [item.to_step() for item in cached],
         "scratch": [item.to_step() for item in scratch],
         "argv": [cached[0].device_path, *argv],
     }
-    outcomes = run_on_hosts(Path(inventory), step, limit=limit, progress=progress, verbose=verbose)
+    if fetch is not None:
+        step["fetch"] = fetch
+    outcomes = run_on_hosts(Path(inventory), step, limit=limit, **transport)
     hosts = []
     for outcome in outcomes.values():
         report = host_report(outcome)

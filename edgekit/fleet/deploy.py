@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekit.bundle.files import temporary_folder
 from edgekit.errors import UsageError
-from edgekit.fleet.playbook import run_on_hosts
+from edgekit.fleet.playbook import run_on_hosts, transport_options
 from edgekit.fleet.report import FleetReport, host_report
 from edgekit.fleet.shipping import Shipment, bundle_archive, payload, scratch_files
 from edgekit.progress import Progress
@@ -32,6 +32,8 @@ def deploy(
     limit: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    ssh_config: str | Path | None = None,
+    remote_python: str | None = None,
 ) -> FleetReport:
     """Install `bundle` at TO/NAME/current (default ~/.local/share/edgekit/bundles) on every device of
     `on` (`HOST` or `@INVENTORY`), verified (and signature-checked with `trusted_key`) on the device
@@ -47,7 +49,8 @@ def deploy(
         argv = ["install", archive.device_path, version, *_to(to)]
         if key:
             argv += ["--trusted-key", key[0].device_path]
-        return _deploy_step("deploy", on, limit, [archive], key, argv, private, progress, verbose)
+        transport = transport_options(progress, verbose, remote_python, ssh_config)
+        return _deploy_step("deploy", on, limit, [archive], key, argv, private, transport)
 
 
 def rollback(
@@ -57,10 +60,13 @@ def rollback(
     limit: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    ssh_config: str | Path | None = None,
+    remote_python: str | None = None,
 ) -> FleetReport:
     """Make the previous version of bundle NAME current again on every device of `on`."""
     with temporary_folder("edgekit-fleet-") as private:
-        return _deploy_step("rollback", on, limit, [], [], ["rollback", name, *_to(to)], private, progress, verbose)
+        transport = transport_options(progress, verbose, remote_python, ssh_config)
+        return _deploy_step("rollback", on, limit, [], [], ["rollback", name, *_to(to)], private, transport)
 
 
 def _deploy_step(
@@ -71,8 +77,7 @@ def _deploy_step(
     scratch: list[Shipment],
     argv: list[str],
     private: Path,
-    progress: Progress | None,
-    verbose: bool,
+    transport: dict[str, Any],
 ) -> FleetReport:
     started = time.perf_counter()
     inventory = target_inventory(on, limit, private)
@@ -83,7 +88,7 @@ def _deploy_step(
         "scratch": [item.to_step() for item in scratch],
         "argv": [agent.device_path, code.device_path, *argv],
     }
-    outcomes = run_on_hosts(inventory, step, limit=limit, progress=progress, verbose=verbose)
+    outcomes = run_on_hosts(inventory, step, limit=limit, **transport)
     hosts = tuple(host_report(outcome) for outcome in outcomes.values())
     if not on.startswith("@"):
         hosts = tuple(replace(host, host=on) for host in hosts)

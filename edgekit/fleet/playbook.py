@@ -12,6 +12,7 @@ import importlib.util
 import json
 import locale
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -123,12 +124,17 @@ def run_on_hosts(
     limit: str | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    remote_python: str | None = None,
+    ssh_config: Path | None = None,
 ) -> dict[str, HostOutcome]:
     """Run one `edgekit_device` step (see its plugin) on every selected host, in parallel (Ansible's
-    forks), and return each host's outcome; a host that fails never stops the others."""
+    forks), and return each host's outcome; a host that fails never stops the others. `remote_python`
+    and `ssh_config` (ssh -F) apply to hosts whose inventory sets no interpreter or SSH arguments."""
     from edgekit.bundle.files import temporary_folder
 
     inventory = Path(inventory).resolve() if Path(inventory).exists() else Path(inventory)
+    fallback = json.dumps(remote_python or "python3")  # a JSON string is a Jinja string literal
+    interpreter = "{{ ansible_python_interpreter | default(" + fallback + ") }}"
     with temporary_folder("edgekit-fleet-") as private:
         hosts = inventory_hosts(inventory, limit, private)
         play = [
@@ -136,7 +142,7 @@ def run_on_hosts(
                 "name": "edgekit",
                 "hosts": "all",
                 "gather_facts": False,
-                "tasks": [{"name": "edgekit", "edgekit_device": {"interpreter": INTERPRETER, **step}}],
+                "tasks": [{"name": "edgekit", "edgekit_device": {"interpreter": interpreter, **step}}],
             }
         ]
         playbook = private / "playbook.yml"
@@ -145,6 +151,8 @@ def run_on_hosts(
         command = ansible_command("playbook", "-i", str(inventory), str(playbook))
         if limit:
             command += ["--limit", limit]
+        if ssh_config is not None:
+            command.append(f"--ssh-common-args=-F {shlex.quote(str(Path(ssh_config).resolve()))}")
         if verbose:
             command.append("-v")
         stderr_path = private / "stderr.txt"
@@ -176,8 +184,12 @@ def run_on_hosts(
     return {host: outcomes[host] for host in hosts}
 
 
-# The host's interpreter is its inventory's ansible_python_interpreter, else the login shell's python3.
-INTERPRETER = "{{ ansible_python_interpreter | default('python3') }}"
+def transport_options(
+    progress: Progress | None, verbose: bool, remote_python: str | None, ssh_config: str | os.PathLike[str] | None
+) -> dict[str, Any]:
+    """`run_on_hosts`'s keyword arguments for how hosts are reached and how the run is shown."""
+    ssh = Path(ssh_config) if ssh_config is not None else None
+    return {"progress": progress, "verbose": verbose, "remote_python": remote_python, "ssh_config": ssh}
 
 
 def _read_events(events: Path) -> dict[str, HostOutcome]:
