@@ -71,7 +71,10 @@ def finish(report: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 def render_fleet(report: Any) -> None:
     rows = []
     for host in report.hosts:
-        rows += [[host.host, *cells, host.status] for cells in _cells(report.command, host.report)]
+        names = [f"{row['name']} x{row['threads']}" for row in host.report.get("rows", ())]
+        for index, cells in enumerate(_cells(report.command, host.report)):
+            label = f"{host.host} {names[index]}" if report.command == "bench" and len(names) > 1 else host.host
+            rows.append([label, *cells, host.status])
     out = console()
     out.print(table(None, COLUMNS, rows, right=["p50 ms", "p99 ms"]))
     out.print(_summary(report))
@@ -97,7 +100,8 @@ def _cells(command: str, data: dict[str, Any]) -> list[list[str]]:
         return [[arch, runtime, "-", "-", "-"]]
     runtime = f"{data['runtime']} {data.get('runtime_version', '')}".strip() if data.get("runtime") else "-"
     if command == "bench" and data.get("rows"):
-        return [[arch, runtime, *_latency(row)] for row in data["rows"]]
+        enforced = data.get("budget_enforced")
+        return [[arch, runtime, *_latency({"budget_enforced": enforced, **row})] for row in data["rows"]]
     return [[arch, runtime, *_latency(data)]]
 
 
