@@ -119,6 +119,18 @@ def test_a_deploy_cut_off_on_one_device_leaves_its_old_bundle_current(fleet, ver
     assert not list((victim.home / BUNDLES).glob(".staging-*"))
 
 
+def test_deploy_to_one_device_by_its_ssh_name(fleet, versions):
+    """`--on HOST` (no inventory): the user's OpenSSH settings (here --ssh-config) and --remote-python."""
+    device = fleet["devices"]["pi-c"]
+    args = ["--on", "pi-c", "--ssh-config", str(device.ssh_config), "--remote-python", str(fleet["pythons"]["pi-c"])]
+    result = edgekit("deploy", str(versions[0]), *args, "--to", "apps/models", "--json")
+    assert result.returncode == 0, result.stderr
+    (host,) = json.loads(result.stdout)
+    assert (host["host"], host["status"], host["name"]) == ("pi-c", "ok", NAME)
+    assert (device.home / "apps/models" / NAME / "current" / "edgekit.json").is_file()
+    assert edgekit("deploy", "--rollback", NAME, *args, "--to", "apps/models").returncode == 1  # nothing before it
+
+
 def test_a_bundle_that_fails_its_checks_is_not_deployed(fleet, versions, tmp_path):
     broken = tmp_path / versions[0].name
     shutil.copytree(versions[0], broken)
