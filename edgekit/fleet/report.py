@@ -65,7 +65,7 @@ def host_report(outcome: HostOutcome, expects_report: bool = True) -> HostReport
         return HostReport(outcome.host, "failed", report or {}, error or "device error", 5)
     if status == "failed":
         return HostReport(outcome.host, status, report or {}, error or f"exit {outcome.rc}", outcome.rc or 1)
-    if expects_report and report is None:
+    if expects_report and report is None and status != "check-failed":  # a refused bundle has no report
         return HostReport(outcome.host, "failed", {}, error or "the device printed no report", 1)
     return HostReport(outcome.host, status, report or {}, error, STATUS_EXIT[status])
 

@@ -47,7 +47,7 @@ def bundle_archive(bundle: Path, private: Path) -> Shipment:
         raise InputError(f"{bundle}: no such file or folder")
     if bundle.is_dir():
         archive = private / f"{bundle.name}{ARCHIVE_SUFFIX}"
-        _pack_reproducibly(bundle, archive)
+        pack_reproducibly(bundle, archive)
     elif bundle.name.endswith(ARCHIVE_SUFFIX):
         archive = bundle
     else:
@@ -65,7 +65,8 @@ def scratch_files(paths: list[Path], prefix: str) -> list[Shipment]:
     return shipped
 
 
-def _pack_reproducibly(folder: Path, archive: Path) -> None:
+def pack_reproducibly(folder: Path, archive: Path) -> None:
+    """A bundle folder as a `.tar.gz` whose bytes depend on the files only (no dates, owners)."""
     with atomic_path(archive, mode=0o600) as tmp, open(tmp, "wb") as raw:
         _write_tar_gz(folder, raw)
 

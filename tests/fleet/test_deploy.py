@@ -135,9 +135,33 @@ def test_a_bundle_that_fails_its_checks_is_not_deployed(fleet, versions, tmp_pat
     broken = tmp_path / versions[0].name
     shutil.copytree(versions[0], broken)
     (broken / "labels.txt").write_text("tampered\n")
-    result = edgekit("deploy", str(broken), "--on", f"@{fleet['inventory']}")
+    result = edgekit("deploy", str(broken), "--on", f"@{fleet['inventory']}")  # refused before leaving the laptop
     assert result.returncode == 4, result.stderr
     assert "labels.txt" in result.stderr
+
+
+def test_the_device_verifies_before_the_switch(fleet, versions, tmp_path):
+    """pi-a's cached copy of the new version is tampered with: pi-a refuses it (check-failed, exit 4)
+    and keeps its current bundle; the other devices switch."""
+    from edgekit.fleet.shipping import bundle_archive, pack_reproducibly
+
+    inventory = f"@{fleet['inventory']}"
+    devices = fleet["devices"]
+    assert edgekit("deploy", str(versions[0]), "--on", inventory).returncode == 0
+    before = current(devices["pi-a"])
+    cached_name = bundle_archive(versions[1], tmp_path).name
+    tampered = tmp_path / "tampered" / versions[1].name
+    shutil.copytree(versions[1], tampered)
+    (tampered / "labels.txt").write_text("tampered\n")
+    pack_reproducibly(tampered, devices["pi-a"].home / ".cache/edgekit" / cached_name)
+
+    result = edgekit("deploy", str(versions[1]), "--on", inventory, "--json")
+    assert result.returncode == 4, result.stderr
+    hosts = {h["host"]: h for h in json.loads(result.stdout)}
+    assert hosts["pi-a"]["status"] == "check-failed" and "labels.txt" in hosts["pi-a"]["error"]
+    assert hosts["pi-b"]["status"] == hosts["pi-c"]["status"] == "ok"
+    assert current(devices["pi-a"]) == before != current(devices["pi-b"])
+    assert not list((devices["pi-a"].home / BUNDLES).glob(".staging-*"))
 
 
 def _is_installing(cmdline: bytes) -> bool:

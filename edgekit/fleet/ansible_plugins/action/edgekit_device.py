@@ -72,6 +72,7 @@ class ActionModule(ActionBase):
             if work is not None:
                 self._shell(f"rm -rf {shlex.quote(work)}")
         result.update(
+            failed=False,  # edgekit's exit code is the verdict (3 over budget, 4 refused): Ansible must not judge rc
             changed=bool(sent),
             sent=sent,
             fetched=fetched,
