@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DIGITS := samples/digits/build
 BUNDLES := bundles
 
-.PHONY: install demo test test-unit test-arm arm-env lint sample mobilenet bench clean
+.PHONY: install demo test test-unit test-arm arm-env lint sample mobilenet bench clean install-ssh test-remote device-wheels
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ demo: install sample
 	$(EDGEKIT) run $(BUNDLES)/digits-x86_64 samples/digits/images --top-k 3
 
 # One pytest run for everything, so the session fixtures (trained sample, bundles) are built once.
-test: install arm-env
+test: install arm-env install-ssh device-wheels
 	$(PY) -m pytest -q tests
 
 test-unit: install
@@ -48,6 +48,20 @@ arm-env: $(STAMP)
 
 test-arm: install arm-env
 	$(PY) -m pytest -q tests/arm
+
+# OpenSSH (Debian's packages) for the remote tests: throwaway sshd servers on 127.0.0.x whose python3 is an
+# emulated ARM Python (tests/remote/). The system's own sshd is not started.
+install-ssh:
+	bash scripts/device-openssh.sh
+
+# aarch64 wheels (ai-edge-litert as in the venv, numpy, Pillow, pip) for `edgekit device setup --wheels` on
+# the emulated Debian 12 device: downloaded once into .arm/wheels-arm64.
+device-wheels: $(STAMP)
+	PYTHON=$(abspath $(PY)) LITERT_VERSION=$$($(PY) -c 'from importlib.metadata import version; print(version("ai-edge-litert"))') \
+		bash scripts/device-wheels.sh
+
+test-remote: install arm-env install-ssh device-wheels
+	$(PY) -m pytest -q tests/remote
 
 # Benchmarks (benchmarks/RESULTS.md): the workloads are built into git-ignored folders, then each
 # script (under ~2 minutes on 2 cores) writes build/bench/results/NAME.json; report.py gathers them

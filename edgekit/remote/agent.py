@@ -249,7 +249,7 @@ def serve() -> int:
             answer = call_api(str(request.get("command")), kwargs)
             from edgekit.remote.facts import device_facts
 
-            answer["device"] = device_facts()
+            answer["device"] = device_facts(packages=False)
             out = work / "out"
             if out.is_dir():
                 files = [(p.relative_to(work).as_posix(), p) for p in sorted(out.rglob("*")) if p.is_file()]

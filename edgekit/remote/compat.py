@@ -6,14 +6,20 @@ from __future__ import annotations
 from edgekit.errors import RuntimeNotFound
 
 
-def numpy_major() -> int | None:
+def numpy_version() -> str | None:
+    """The numpy that imports (not the metadata's: a path can put another numpy first)."""
     try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
+        import numpy
+    except ImportError:
         return None
+    return str(numpy.__version__)
+
+
+def numpy_major() -> int | None:
+    found = numpy_version()
     try:
-        return int(version("numpy").split(".")[0])
-    except (PackageNotFoundError, ValueError):
+        return int(found.split(".")[0]) if found else None
+    except ValueError:
         return None
 
 
@@ -25,9 +31,7 @@ def check_runtime_numpy(preferred: str | None = None) -> None:
     runtime = find_runtime(preferred)
     major = numpy_major()
     if runtime.name == "tflite-runtime" and major is not None and major >= 2:
-        from importlib.metadata import version
-
         raise RuntimeNotFound(
-            f"tflite-runtime {runtime.version} cannot run with numpy {version('numpy')} (it was built for numpy 1.x): "
+            f"tflite-runtime {runtime.version} cannot run with numpy {numpy_version()} (it was built for numpy 1.x): "
             "pip install 'numpy<2' in the same environment (on 32-bit Pi OS: apt install python3-numpy)"
         )

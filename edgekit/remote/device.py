@@ -117,36 +117,44 @@ def setup_plan(facts: dict[str, Any]) -> SetupPlan:
 
 
 # Runs on the device with its python3: venv, pip install, check the imports; one line per step on stderr.
+# argv: the plan as JSON, then the folder of uploaded wheels ("" when pip may use the index).
 SETUP_SCRIPT = r"""
-import json, os, subprocess, sys
-plan = json.loads(sys.argv[1])
+import glob, json, os, subprocess, sys
+plan, wheels = json.loads(sys.argv[1]), sys.argv[2]
 venv = os.path.expanduser(plan["venv"])
 python = os.path.join(venv, "bin", "python")
 def step(message):
-    sys.stderr.write("edgekit-setup: " + message + "\n"); sys.stderr.flush()
-def run(command):
+    sys.stderr.write("edgekit-setup: " + message + "\n")
+    sys.stderr.flush()
+def run(command, what):
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if result.returncode != 0:
-        tail = [l for l in result.stdout.splitlines() if l.strip()][-3:]
-        sys.exit("EDGEKIT-SETUP-FAILED " + " ".join(command[:4]) + ": " + " / ".join(tail))
+        tail = [line for line in result.stdout.splitlines() if line.strip()][-2:]
+        sys.exit("EDGEKIT-SETUP-FAILED " + what + ": " + " / ".join(tail))
+    return result.stdout
 if not os.path.exists(python):
     step("creating the venv " + venv)
     system = ["--system-site-packages"] if plan["system_site_packages"] else []
-    command = [sys.executable, "-m", "venv"] + system + [venv]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    if result.returncode != 0:
-        if "ensurepip" in result.stdout:
-            sys.exit("EDGEKIT-SETUP-FAILED python3 -m venv needs the venv module: sudo apt install python3-venv")
-        sys.exit("EDGEKIT-SETUP-FAILED python3 -m venv: " + result.stdout.strip().splitlines()[-1])
+    made = subprocess.run([sys.executable, "-m", "venv"] + system + [venv], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True)
+    if made.returncode != 0:
+        pip_wheel = sorted(glob.glob(os.path.join(wheels, "pip-*.whl"))) if wheels else []
+        if "ensurepip" not in made.stdout or not pip_wheel:
+            hint = "sudo apt install python3-venv" if "ensurepip" in made.stdout else made.stdout.strip()[-200:]
+            sys.exit("EDGEKIT-SETUP-FAILED python3 -m venv: " + hint)
+        # Debian without python3-venv: a venv without pip, then pip from the uploaded wheel itself.
+        run([sys.executable, "-m", "venv", "--without-pip"] + system + [venv], "python3 -m venv --without-pip")
+        run([python, os.path.join(pip_wheel[-1], "pip"), "install", "--no-index", "--find-links", wheels, "pip"],
+            "pip bootstrap")
 pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
-if plan.get("wheels"):
-    pip += ["--no-index", "--find-links", plan["wheels"]]
+if wheels:
+    pip += ["--no-index", "--find-links", wheels]
 step("pip install " + " ".join(plan["packages"]))
-run(pip + plan["packages"])
+run(pip + plan["packages"], "pip install")
 check = ("import importlib, importlib.util, numpy, PIL; "
-         "m = [n for n in ('ai_edge_litert', 'tflite_runtime') if importlib.util.find_spec(n)]; "
-         "importlib.import_module(m[0] + '.interpreter')")
-run([python, "-c", check])
+         "found = [n for n in ('ai_edge_litert', 'tflite_runtime') if importlib.util.find_spec(n)]; "
+         "importlib.import_module(found[0] + '.interpreter')")
+run([python, "-c", check], "the installed runtime does not import")
 step("ready: " + python)
 """
 
@@ -157,32 +165,37 @@ def device_setup(
     ssh_config: str | os.PathLike[str] | None = None,
     remote_python: str | None = None,
 ) -> dict[str, Any]:
-    """Install what the device lacks into a venv there; returns the plan and the device's new facts."""
+    """Install what the device lacks into a venv there with its own pip (from `wheels`, a folder of .whl
+    files, when the device has no internet); returns the plan, the log and the device's facts after."""
+    import json
+
     facts = run_on(host, "info", {}, ssh_config=ssh_config, remote_python=remote_python or "python3")["device"]
     plan = setup_plan(facts).to_dict()
     connection = Connection(host, ssh_config)
     python = shlex.quote(remote_python) if remote_python else "python3"
-    upload = ""
-    if wheels is not None:
-        folder = Path(wheels)
-        files = sorted(folder.glob("*.whl"))
+    command = f"{python} -c {shlex.quote(SETUP_SCRIPT)} {shlex.quote(json.dumps(plan))}"
+    stdin = None
+    if wheels is None:
+        script = f'{command} ""'
+    else:
+        files = sorted(Path(wheels).glob("*.whl"))
         if not files:
-            raise InputError(f"{folder}: no .whl files")
-        plan["wheels"] = "$WHEELS"
-        upload = 'WHEELS=$(mktemp -d) && trap \'rm -rf "$WHEELS"\' EXIT && tar -x -C "$WHEELS" && '
-    arguments = shlex.quote(__import__("json").dumps(plan)).replace("$WHEELS", "'\"$WHEELS\"'")
-    script = f"{upload}{python} -c {shlex.quote(SETUP_SCRIPT)} {arguments}"
-    stdin = _tar_of(files) if wheels is not None else None
+            raise InputError(f"{wheels}: no .whl files")
+        # The wheels travel as a tar on stdin into a temporary folder that goes when the script ends.
+        script = f'W=$(mktemp -d) && trap \'rm -rf "$W"\' EXIT && tar -x -C "$W" && {command} "$W"'
+        stdin = _tar_of(files)
     result = connection.run(script, stdin=stdin, timeout=3600)
     stderr = result.stderr.decode("utf-8", "replace")
     if result.returncode != 0:
         if "EDGEKIT-SETUP-FAILED" in stderr:
-            raise DeviceError(f"{host}: setup failed: {stderr.split('EDGEKIT-SETUP-FAILED', 1)[1].strip()}")
+            cause = stderr.split("EDGEKIT-SETUP-FAILED", 1)[1].strip().splitlines()[0]
+            raise DeviceError(f"{host}: setup failed: {cause}")
         from edgekit.remote.remote_run import problem
 
         raise problem(connection, result.returncode, stderr)
     after = run_on(host, "info", {}, ssh_config=ssh_config)["device"]
-    return {"host": host, "plan": plan, "device": after, "log": [line for line in stderr.splitlines() if line]}
+    log = [line for line in stderr.splitlines() if line.startswith("edgekit-setup: ")]
+    return {"host": host, "plan": plan, "device": after, "log": log}
 
 
 def _tar_of(files: list[Path]) -> bytes:

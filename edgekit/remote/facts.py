@@ -122,14 +122,18 @@ def externally_managed() -> bool:
     return os.path.isfile(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
 
 
-def device_facts() -> dict[str, Any]:
-    """Everything `edgekit device info` shows, as plain data."""
+def libc_version() -> str | None:
+    """`glibc 2.36` from the C library itself (platform.libc_ver() reads the whole python binary)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def device_facts(packages: bool = True) -> dict[str, Any]:
+    """Everything `edgekit device info` shows, as plain data. `packages=False` skips the installed
+    packages' versions (metadata scans cost a run time; its report names the runtime it used)."""
     uname = os.uname()
-    runtimes = {}
-    for name, module_name, distribution in RUNTIMES:
-        found = package_version(distribution, module_name)
-        if found is not None:
-            runtimes[name] = found
     facts: dict[str, Any] = {
         "arch": uname.machine,
         **cpu_facts(_read("/proc/cpuinfo")),
@@ -137,14 +141,19 @@ def device_facts() -> dict[str, Any]:
         "memory_bytes": memory_bytes(),
         "os": os_release(),
         "kernel": uname.release,
-        "glibc": "-".join(platform.libc_ver()) or None,
+        "glibc": libc_version(),
         "python": platform.python_version(),
         "python_path": sys.executable,
         "venv": sys.prefix != sys.base_prefix,
-        "externally_managed": externally_managed(),
-        "numpy": package_version("numpy", "numpy"),
-        "pillow": package_version("pillow", "PIL"),
-        "runtimes": runtimes,
         "emulated": os.environ.get(EMULATED_ENV, "") not in ("", "0"),
     }
+    if packages:
+        facts["externally_managed"] = externally_managed()
+        facts["numpy"] = package_version("numpy", "numpy")
+        facts["pillow"] = package_version("pillow", "PIL")
+        facts["runtimes"] = {
+            name: found
+            for name, module_name, distribution in RUNTIMES
+            if (found := package_version(distribution, module_name)) is not None
+        }
     return facts

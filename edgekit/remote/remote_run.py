@@ -197,7 +197,10 @@ def problem(connection: Connection, returncode: int | None, stderr: str) -> Devi
     """What a failed exec on the device means, as one line naming the host."""
     host = connection.host
     if returncode == SSH_FAILED or returncode is None:
-        return failure(host, stderr, returncode)
+        error = failure(host, stderr, returncode)
+        if str(error).startswith(f"{host}: ssh failed"):  # the link went away without ssh saying why
+            return DeviceError(f"{host}: the connection dropped ({str(error).split('ssh failed ', 1)[1]})")
+        return error
     if returncode == NO_PYTHON_EXIT or "EDGEKIT-NO-PYTHON" in stderr:
         python = stderr.split("EDGEKIT-NO-PYTHON", 1)[-1].split("\n")[0].strip() or "python3"
         return DeviceError(f"{host}: no Python on the device ({python} not found; --remote-python PATH picks another)")

@@ -68,6 +68,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -84,6 +91,7 @@ class Sshd:
         name: str | None = None,
         lifetime_s: float = 900,
         extra_config: str = "",
+        profile: str = "",
     ):
         if not ipaddress.ip_address(address).is_loopback:
             raise ValueError(f"test servers listen on loopback addresses only, not {address}")
@@ -101,7 +109,7 @@ class Sshd:
         self.client_key = self.dir / "client_key"
         self.host_key = self.dir / "host_key"
         (self.home / "bin").mkdir(parents=True)
-        (self.home / ".profile").write_text(PROFILE)
+        (self.home / ".profile").write_text(PROFILE + profile)
         if python is not None:
             self.set_python(python)
 
@@ -112,7 +120,7 @@ class Sshd:
         link = self.home / "bin" / "python3"
         link.unlink(missing_ok=True)
         if python is not None:
-            link.symlink_to(Path(python).resolve())
+            link.symlink_to(Path(python).absolute())  # not resolved: a venv's python is a link
 
     @property
     def target(self) -> str:
@@ -207,10 +215,11 @@ class Sshd:
         return False
 
     def kill_sessions(self) -> None:
-        """Cut every open connection (the server keeps listening): a dropped link, as the client sees it."""
+        """Cut every open connection (the server keeps listening): a dropped link, as both ends see it.
+        Only sshd's own session processes die; what they ran sees its stdin end, as after a real drop."""
         if self.process is not None:
-            listener = [p for p in descendants(self.process.pid)]
-            sessions = [p for p in listener if p not in self._listeners()]
+            listeners = self._listeners()
+            sessions = [p for p in descendants(self.process.pid) if p not in listeners and _comm(p) == "sshd"]
             signal_all(sessions, signal.SIGKILL)
 
     def _listeners(self) -> set[int]:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 
 import pytest
 
 import edgekit
+from tests.conftest import ROOT
 from tests.remote.conftest import edgekit as edgekit_cli
 from tests.remote.conftest import on
+from tests.remote.devices import device_python, require_arm
+from tests.remote.sshd import Sshd
 
 pytestmark = pytest.mark.arm
 
@@ -141,3 +145,50 @@ def test_save_outputs_come_back(arm64_device, arm_bundles, laptop, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) and all(p.suffix == ".npy" for p in out.iterdir())
+
+
+def test_device_setup_on_an_externally_managed_debian_12(arm_bundles, laptop, tmp_path_factory, tmp_path):
+    """`device setup` on Debian 12 arm64's bare python3 (externally managed, no numpy, no python3-venv):
+    a venv with pip bootstrapped from the uploaded wheels, ai-edge-litert, numpy and Pillow in it; then
+    `run --on` uses that venv by itself."""
+    wheels = ROOT / ".arm" / "wheels-arm64"
+    require_arm("arm64-bare")
+    if not any(wheels.glob("ai_edge_litert-*.whl")):
+        message = f"{wheels}: no wheels; run `make device-wheels`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    python = device_python("arm64-bare", tmp_path)
+    # pip's bytecode compilation under QEMU takes minutes and proves nothing here
+    with Sshd("127.0.0.10", python=python, name="bare-debian", profile="export PIP_NO_COMPILE=1\n") as device:
+        before = edgekit_cli("device", "info", *on(device)[1:], "--json", env=laptop)
+        assert before.returncode == 0, before.stderr
+        facts = json.loads(before.stdout)
+        assert facts["externally_managed"] is True and facts["numpy"] is None and facts["runtimes"] == {}
+        setup = edgekit_cli("device", "setup", *on(device)[1:], "--wheels", wheels, "--json", env=laptop)
+        assert setup.returncode == 0, setup.stderr
+        result = json.loads(setup.stdout)
+        assert result["plan"]["venv"] == "~/.local/share/edgekit/venv"
+        assert "ai-edge-litert" in result["device"]["runtimes"]
+        run = edgekit_cli("run", arm_bundles["rpi4"], "--repeat", "2", *on(device), "--json", env=laptop)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["runtime"] == "ai-edge-litert"
+
+
+def test_candidate_modes_timed_on_the_device(arm64_device, arm_bundles, digits, laptop, tmp_path, monkeypatch):
+    """What `convert -q auto --on HOST` calls: every mode's latency measured on the device, keyed as
+    selection.measure_latencies keys the laptop's."""
+    from edgekit.conversion.pipeline import convert
+    from edgekit.remote.device_timing import latencies_on_device, time_on_device
+
+    for name, value in laptop.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "float32"
+    convert(digits["model"], targets=["rpi4"], quantization="float32", labels=digits["labels"], out=out)
+    models = {"int8": arm_bundles["rpi4"], "float32": out / "digits-rpi4"}
+    config = str(arm64_device.ssh_config)
+    latencies = latencies_on_device(arm64_device.name, models, [1, 2], ssh_config=config, repeat=5)
+    assert sorted(latencies) == [("float32", 1), ("float32", 2), ("int8", 1), ("int8", 2)]
+    assert all(stats.count == 5 and stats.p50 > 0 for stats in latencies.values())
+    p50 = time_on_device(arm64_device.name, {"int8": models["int8"]}, 1, ssh_config=config)
+    assert list(p50) == ["int8"] and p50["int8"] > 0
