@@ -23,7 +23,7 @@ from edgekit.errors import InputError, UsageError
 from edgekit.progress import Progress, report
 
 PLUGINS = Path(__file__).resolve().parent / "ansible_plugins"
-INSTALL_HINT = "install edgekit's fleet extra: pip install 'edgekit[fleet]' (or make install)"
+INSTALL_HINT = "install edgekit's fleet extra: pip install '.[fleet]' from edgekit's repository, or make install"
 
 
 def require_ansible() -> None:
@@ -34,7 +34,8 @@ def require_ansible() -> None:
 
 def ansible_environment(private: Path, events: Path | None = None) -> dict[str, str]:
     """The environment for ansible-* commands: edgekit's plugins, a private temporary folder, no retry
-    files or colours, and a UTF-8 locale (Ansible refuses to start without one)."""
+    files or colours, and a UTF-8 locale (Ansible refuses to start without one). SSH's control sockets
+    stay where Ansible keeps them (~/.ansible/cp), so a second run within ControlPersist reuses them."""
     env = dict(os.environ)
     env.update(
         ANSIBLE_ACTION_PLUGINS=str(PLUGINS / "action"),
@@ -42,7 +43,6 @@ def ansible_environment(private: Path, events: Path | None = None) -> dict[str, 
         ANSIBLE_STDOUT_CALLBACK="edgekit_events",
         ANSIBLE_LOAD_CALLBACK_PLUGINS="true",
         ANSIBLE_LOCAL_TEMP=str(private / "tmp"),
-        ANSIBLE_SSH_CONTROL_PATH_DIR=str(private / "cp"),
         ANSIBLE_RETRY_FILES_ENABLED="false",
         ANSIBLE_NOCOLOR="true",
         ANSIBLE_FORCE_COLOR="false",
