@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.remote.sshd import descendants
+from tests.remote.sshd import descendants, signal_all
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = ".local/share/edgekit/bundles"
@@ -95,10 +96,12 @@ def test_a_deploy_cut_off_on_one_device_leaves_its_old_bundle_current(fleet, ver
         while time.monotonic() < deadline and not killed.is_set():
             agents = [pid for pid in descendants(victim.process.pid) if _is_installing(_cmdline(pid))]
             if agents:
-                victim.kill_sessions()  # every session of that device at once; the server keeps listening
+                signal_all(agents, signal.SIGSTOP)  # frozen at once, wherever it is, then the link is cut
+                victim.kill_sessions()  # every session of that device; the server keeps listening
+                signal_all(agents, signal.SIGKILL)
                 killed.set()
                 return
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     watcher = threading.Thread(target=cut_when_installing, daemon=True)
     watcher.start()
