@@ -177,3 +177,13 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_an_unsigned_bundle_is_refused_with_trusted_key_before_anything_is_sent(versions, tmp_path):
+    """--trusted-key: the laptop checks the signature first (exit 4), no inventory is even read."""
+    from edgekit.signing import generate_keypair
+
+    keys = generate_keypair(tmp_path / "release")
+    result = edgekit("deploy", str(versions[0]), "--on", f"@{tmp_path / 'none.ini'}", "--trusted-key", keys.public_key)
+    assert result.returncode == 4, result.stderr
+    assert "none.ini" not in result.stderr
