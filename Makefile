@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get update -q && \
 		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[convert,runtime,dev]"
+	$(PY) -m pip install --quiet -e ".[convert,runtime,dev,fleet]"
 	touch $(STAMP)
 
 # The digits sample: trained locally in ~20 s from scikit-learn's bundled digits (no download).

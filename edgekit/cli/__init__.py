@@ -28,6 +28,7 @@ COMMANDS = {
     "keygen": ("edgekit.cli.keys_command", "keygen"),
     "targets": ("edgekit.cli.targets_command", "targets"),
     "device": ("edgekit.cli.device_command", "device"),
+    "deploy": ("edgekit.cli.deploy_command", "deploy"),
 }
 
 
