@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get update -q && \
 		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip uninstall --quiet --yes edgekit 2>/dev/null || true  # the distribution's name before 0.2
 	$(PY) -m pip install --quiet -e ".[convert,runtime,dev,fleet]"
 	touch $(STAMP)
 

@@ -24,6 +24,11 @@ DEVICE_HALF = (
     "edgekit.progress",
     "edgekit.errors",
     "edgekit.native_output",
+    # what `edgekit run --on HOST` ships to a device (edgekit/remote/payload.py)
+    "edgekit.remote.agent",
+    "edgekit.remote.framing",
+    "edgekit.remote.facts",
+    "edgekit.remote.compat",
 )
 
 

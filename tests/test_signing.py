@@ -235,4 +235,4 @@ def test_run_and_verify_without_a_key_never_import_cryptography(keys, bundle):
 def test_without_cryptography_a_key_gets_a_clear_message(keys, bundle):
     status = _imports_after(["run", str(bundle), "--trusted-key", str(keys["dir"] / "laptop.pub")], "cryptography")
     assert status["code"] == 1
-    assert "pip install 'edgekit[sign]'" in status["stderr"] and "Traceback" not in status["stderr"]
+    assert "pip install cryptography (the sign extra)" in status["stderr"] and "Traceback" not in status["stderr"]

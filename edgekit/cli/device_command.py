@@ -21,12 +21,22 @@ def device() -> None:
 
 
 @device.command("info", cls=Command)
-@argument("host", "HOST", "[user@]host[:port] or a name from your SSH config.", type=str)
+@argument(
+    "host",
+    "HOST",
+    "[user@]host[:port] or a name from your SSH config; @FILE: every host of an Ansible inventory.",
+    type=str,
+)
+@option("--limit", metavar="PATTERN", help="With @INVENTORY: only the hosts matching this Ansible pattern.")
 @ssh_options
 @json_option("Print the facts as JSON.")
 @reports_errors
-def info(host: str, ssh_config: Path | None, remote_python: str | None, as_json: bool) -> None:
+def info(host: str, limit: str | None, ssh_config: Path | None, remote_python: str | None, as_json: bool) -> None:
     """Show the device's arch, CPU, cores, memory, OS, Python, TFLite runtimes and matching target."""
+    if host.startswith("@"):  # an Ansible inventory: one table of hosts (edgekit/fleet)
+        from edgekit.cli.fleet_output import fleet_command
+
+        return fleet_command("info", host, limit, as_json, False, ssh_config=ssh_config, remote_python=remote_python)
     from edgekit.remote.device import device_info
 
     facts = device_info(host, ssh_config=ssh_config, remote_python=remote_python)

@@ -41,12 +41,14 @@ def host_options(function: Callable[..., Any], on: bool = True) -> Callable[...,
                     "else python3 of a login shell."),
     ]  # fmt: skip
     if on:
-        decorators.insert(
-            0,
+        decorators[:0] = [
             option("--on", metavar="HOST", panel=PANEL,
                    help="Run on this device over SSH: [user@]host[:port] or a name from your SSH config. "
-                        "Sends edgekit's device half and the bundle once (cached there)."),
-        )  # fmt: skip
+                        "Sends edgekit's device half and the bundle once (cached there). "
+                        "@INVENTORY: on every host of an Ansible inventory, in parallel."),
+            option("--limit", metavar="PATTERN", panel=PANEL,
+                   help="With --on @INVENTORY: only the hosts matching this Ansible pattern (as ansible --limit)."),
+        ]  # fmt: skip
     for decorator in reversed(decorators):  # click lists the last applied first
         function = decorator(function)
     return function
@@ -57,7 +59,15 @@ def remote_options(command: Callable[..., Any]) -> Callable[..., Any]:
     module = sys.modules[command.__module__]
 
     @functools.wraps(command)
-    def wrapper(*args: Any, on: str | None, ssh_config: Path | None, remote_python: str | None, **kwargs: Any):
+    def wrapper(
+        *args: Any, on: str | None, limit: str | None, ssh_config: Path | None, remote_python: str | None, **kwargs: Any
+    ):
+        if on is not None and on.startswith("@"):  # an Ansible inventory: every host of it (edgekit/fleet)
+            from edgekit.cli.fleet_output import fleet_from_options
+
+            return fleet_from_options(name, on, limit, ssh_config, remote_python, kwargs)
+        if limit is not None:
+            raise UsageError("--limit selects hosts of an inventory: use it with --on @INVENTORY")
         if on is None:
             if ssh_config is not None or remote_python is not None:
                 raise UsageError("--ssh-config and --remote-python need --on HOST")

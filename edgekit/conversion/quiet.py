@@ -38,7 +38,7 @@ def import_tensorflow():
         except ImportError:
             tf = None
     if tf is None:
-        raise InputError("TensorFlow is not installed: pip install 'edgekit[convert]'")
+        raise InputError("TensorFlow is not installed: install the convert extra (pip install 'tensorflow-cpu==2.21.*' keras)")
     tf.get_logger().setLevel("ERROR")
     return tf
 
@@ -51,5 +51,5 @@ def import_keras():
         with quiet_warnings():
             import keras
     except ImportError:
-        raise InputError("Keras 3 is not installed: pip install 'edgekit[convert]'") from None
+        raise InputError("Keras 3 is not installed: install the convert extra (pip install 'keras>=3.10')") from None
     return keras

@@ -14,7 +14,7 @@ from edgekit.bundle.files import atomic_path
 from edgekit.errors import InputError
 from edgekit.runtime.bench_report import BenchReport, BenchRow, row_label
 
-PLOT_INSTALL_HINT = "--plot needs matplotlib: pip install 'edgekit[plot]'"
+PLOT_INSTALL_HINT = "--plot needs matplotlib: pip install matplotlib (the plot extra)"
 CSV_COLUMNS = (
     "model",
     "name",

@@ -86,12 +86,25 @@ def find_runtime(preferred: str | None = None) -> RuntimeInfo:
         return info
     if wanted:
         raise RuntimeNotFound(f"runtime {wanted!r} is not installed")
-    raise RuntimeNotFound("no TFLite runtime found: pip install 'edgekit[runtime]' (ai-edge-litert)")
+    raise RuntimeNotFound("no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime on 32-bit ARM)")
+
+
+def check_numpy_for(runtime: RuntimeInfo) -> None:
+    """tflite-runtime (2.14 and older) is built against numpy 1.x: with numpy 2 pip installs it happily
+    and its first call fails with "SystemError ... CreateWrapperFromFile". Refuse that pair up front
+    (the numpy that imports, not the metadata's: a path can put another numpy first)."""
+    major = np.__version__.split(".")[0]
+    if runtime.name == "tflite-runtime" and major.isdigit() and int(major) >= 2:
+        raise RuntimeNotFound(
+            f"tflite-runtime {runtime.version} cannot run with numpy {np.__version__} (it was built for numpy 1.x): "
+            "pip install 'numpy<2' in the same environment (on 32-bit Pi OS: apt install python3-numpy)"
+        )
 
 
 def load_interpreter(model_path: str, threads: int, runtime: RuntimeInfo) -> Any:
     """Create and allocate an interpreter; turn the runtime's errors into one-line messages."""
     check_tflite_file(model_path)
+    check_numpy_for(runtime)
     # The runtimes print "INFO: Created TensorFlow Lite XNNPACK delegate" and their own errors on fd 2;
     # keep the user's terminal clean and put any native message into the one-line error instead.
     with quiet_native_output() as captured:

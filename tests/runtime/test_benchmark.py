@@ -413,6 +413,6 @@ def test_cli_plot_without_matplotlib_fails_before_benchmarking(int8_bundle, tmp_
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "edgekit: error: --plot needs matplotlib: pip install 'edgekit[plot]'"
+        "edgekit: error: --plot needs matplotlib: pip install matplotlib (the plot extra)"
     ]
     assert not plot.exists() and not rows.exists()
