@@ -33,7 +33,7 @@ def crypto_modules() -> tuple[Any, Any]:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
-        raise InputError("signatures need the 'cryptography' package: pip install cryptography (the sign extra)") from None
+        raise InputError("signatures need 'cryptography': pip install cryptography (the sign extra)") from None
     return ed25519, serialization
 
 

@@ -38,7 +38,7 @@ def import_tensorflow():
         except ImportError:
             tf = None
     if tf is None:
-        raise InputError("TensorFlow is not installed: install the convert extra (pip install 'tensorflow-cpu==2.21.*' keras)")
+        raise InputError("TensorFlow is not installed: pip install 'tensorflow-cpu==2.21.*' (the convert extra)")
     tf.get_logger().setLevel("ERROR")
     return tf
 

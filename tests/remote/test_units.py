@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import DeviceError, IntegrityError, RuntimeNotFound, UsageError
-from edgekit.remote import agent, compat, framing
+from edgekit.remote import agent, framing
 from edgekit.remote.device import match_target, setup_plan, target_warning
 from edgekit.remote.payload import device_files, payload_id, payload_path
 from edgekit.remote.report_view import ReportView
@@ -175,13 +175,13 @@ def test_setup_plans_per_device_family():
 def test_tflite_runtime_with_numpy_2_is_refused(monkeypatch):
     from edgekit.runtime import interpreter
 
-    fake = interpreter.RuntimeInfo("tflite-runtime", "2.14.0", object)
-    monkeypatch.setattr(interpreter, "find_runtime", lambda preferred=None: fake)
-    monkeypatch.setattr(compat, "numpy_major", lambda: 2)
+    tflite_runtime = interpreter.RuntimeInfo("tflite-runtime", "2.14.0", object)
+    monkeypatch.setattr(interpreter.np, "__version__", "2.1.0")
     with pytest.raises(RuntimeNotFound, match=r"pip install 'numpy<2'"):
-        compat.check_runtime_numpy()
-    monkeypatch.setattr(compat, "numpy_major", lambda: 1)
-    compat.check_runtime_numpy()
+        interpreter.check_numpy_for(tflite_runtime)
+    interpreter.check_numpy_for(interpreter.RuntimeInfo("ai-edge-litert", "2.3.0", object))
+    monkeypatch.setattr(interpreter.np, "__version__", "1.26.4")
+    interpreter.check_numpy_for(tflite_runtime)
 
 
 def test_tflite_runtime_with_numpy_2_for_real(digits_bundles, tmp_path):
@@ -200,12 +200,10 @@ def test_tflite_runtime_with_numpy_2_for_real(digits_bundles, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{numpy2}:{ROOT}", "PYTHONNOUSERSITE": "1"}
     bundle = str(digits_bundles["bundles"]["float32"])
     run = f"import edgekit; edgekit.run({bundle!r}, runtime='tflite-runtime', repeat=1)"
-    crash = subprocess.run([str(python), "-c", run], capture_output=True, text=True, env=env)
-    if crash.returncode == 0:
-        pytest.skip("this tflite-runtime runs with numpy 2")
-    check = "from edgekit.remote.compat import check_runtime_numpy; check_runtime_numpy('tflite-runtime')"
-    refused = subprocess.run([str(python), "-c", check], capture_output=True, text=True, env=env)
+    refused = subprocess.run([str(python), "-c", run], capture_output=True, text=True, env=env)
+    assert refused.returncode != 0
     assert "RuntimeNotFound" in refused.stderr and "pip install 'numpy<2'" in refused.stderr
+    assert "SystemError" not in refused.stderr  # refused before the runtime's own crash
 
 
 def test_report_view_reads_like_the_report():
