@@ -96,8 +96,11 @@ def debug(
             raise InputError(f"{source.path}: debugging quantization needs the float source model, not a .tflite")
         checks = verification_set(source, loaded.inputs, loaded.calibration, loaded.evaluation)
         require_labels_for_accuracy_gate(thresholds, checks)
+        assert loaded.calibration is not None
         with saved_model_dir(source, verbose) as export_dir:
-            debugger = QuantizationDebug(export_dir, loaded.calibration, source.keras_model, verbose)
+            debugger = QuantizationDebug(
+                export_dir, source.signature_batch(loaded.calibration), source.keras_model, verbose
+            )
         report("calibrated")
         layers = debugger.layer_errors(debug_samples(checks.x))
         report("measured layer errors")
@@ -114,7 +117,7 @@ def debug(
             suggestion = search_keep_float(debugger, layers, judged, int8, progress=report)
     return DebugReport(
         model=str(model),
-        samples=min(len(checks.x), DEBUG_SAMPLES),
+        samples=min(checks.samples, DEBUG_SAMPLES),
         layers=tuple(layers),
         int8=int8,
         suggestion=suggestion,
