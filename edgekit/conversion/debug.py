@@ -86,7 +86,9 @@ def debug(
         labels=labels,
         unsafe_load=unsafe_load,
         verbose=verbose,
-        **thresholds.to_dict(),
+        min_agreement=thresholds.min_agreement,
+        min_cosine=thresholds.min_cosine,
+        max_accuracy_drop=thresholds.max_accuracy_drop,
     )
     report = Steps(progress, 3)  # calibrated, layer errors, int8 judged; the search adds its own
     with quiet_warnings(verbose):

@@ -48,6 +48,7 @@ class SourceModel:
     # The exported SavedModel's signature keys, one per input, in `inputs` order (what the converter's
     # representative dataset is keyed by); None: the input names themselves.
     export_names: tuple[str, ...] | None = None
+    export_output_names: tuple[str, ...] | None = None  # the same for outputs; None: the output names
     saved_model_path: Path | None = None  # a SavedModel to convert (ONNX: made by onnx2tf)
 
     @property
@@ -65,6 +66,10 @@ class SourceModel:
     @property
     def signature_keys(self) -> tuple[str, ...]:
         return self.export_names or tuple(t.name for t in self.inputs)
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        return self.export_output_names or tuple(t.name for t in self.outputs)
 
     def signature_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Inputs by source name → by the exported signature's keys (what the converter is fed)."""
@@ -219,8 +224,8 @@ def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
     (MobileNetV2-224, 32 samples: +2.7 GB peak against +0.3 GB traced). The same trace is what the
     SavedModel export writes, so tracing for the checks costs the export nothing.
 
-    The endpoint's inputs and outputs are keyed `input_000`, `output_000`, ...: the converter orders a
-    signature's tensors by key, so these keys make the `.tflite`'s order the Keras model's."""
+    The endpoint's inputs and outputs are keyed `input_000`, `output_000`, ... in the Keras model's
+    order: every converted model is put in that order by its signature (tflite_model.in_source_order)."""
     keras = import_keras()
     tf = import_tensorflow()
     archive = keras.export.ExportArchive()
@@ -244,7 +249,14 @@ def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
         result = endpoint(*[tf.constant(batch[t.name]) for t in source.inputs])
         return [result[key].numpy() for key in order]
 
-    return dataclasses.replace(source, keras_model=model, export_archive=archive, predict_fn=predict, export_names=keys)
+    return dataclasses.replace(
+        source,
+        keras_model=model,
+        export_archive=archive,
+        predict_fn=predict,
+        export_names=keys,
+        export_output_names=tuple(order),
+    )
 
 
 def input_names(model: Any) -> list[str]:
@@ -291,7 +303,7 @@ def _load_saved_model(path: Path) -> SourceModel:
         raise InputError(f"{path}: SavedModel has no 'serving_default' signature")
     _, kwargs = signature.structured_input_signature
     outputs = signature.structured_outputs
-    # The converter orders a signature's inputs and outputs by key: that is this model's order.
+    # A signature's tensors are keyed, not ordered: this model's order is its keys' sorted order.
     input_keys = sorted(kwargs)
     output_keys = sorted(outputs)
 

@@ -219,6 +219,8 @@ def _normalised(options: ConvertOptions) -> dict[str, Any]:
     for key in _NAMES:
         value = getattr(options, key)
         if value is None:
+            if key != "targets":
+                changed[key] = ()
             continue
         if isinstance(value, str):
             value = [value]

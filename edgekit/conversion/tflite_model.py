@@ -88,6 +88,41 @@ class TFLiteModel:
             self.interpreter.set_tensor(index, quantize(np.zeros(spec.shape, np.float32), spec))
 
 
+def in_source_order(content: bytes, keys: tuple[Sequence[str], Sequence[str]] | None) -> bytes:
+    """`content` with its subgraph's inputs and outputs listed in the source model's order.
+
+    TFLiteConverter does not keep a signature's order (nor sort it by key): a Keras model's heads
+    can come out in either order. `keys` are the exported signature's input and output keys in source
+    order; the model's signature maps each key to its tensor, and the subgraph's lists are rewritten
+    in that order (the signature refers to tensors, not to positions, so it stays valid)."""
+    if keys is None:
+        return content
+    model = TFLiteModel(content)
+    signatures = model.interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return content
+    runner = model.interpreter.get_signature_runner(next(iter(signatures)))
+    by_key_in = {k: int(d["index"]) for k, d in runner.get_input_details().items()}
+    by_key_out = {k: int(d["index"]) for k, d in runner.get_output_details().items()}
+    if not (set(keys[0]) <= set(by_key_in) and set(keys[1]) <= set(by_key_out)):
+        return content
+    wanted_in = [by_key_in[k] for k in keys[0]]
+    wanted_out = [by_key_out[k] for k in keys[1]]
+    if wanted_in == [int(i) for i in model._in] and wanted_out == [int(i) for i in model._out]:
+        return content
+    from tensorflow.lite.tools import flatbuffer_utils  # the laptop half only: a device never reorders
+
+    flat = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = flat.subgraphs[0]
+    if sorted(wanted_in) != sorted(int(i) for i in graph.inputs) or sorted(wanted_out) != sorted(
+        int(i) for i in graph.outputs
+    ):
+        return content
+    graph.inputs = np.array(wanted_in, dtype=np.int32)
+    graph.outputs = np.array(wanted_out, dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(flat))
+
+
 def load_error(exc: BaseException, runtime: str, where: str | None, mode: str | None) -> EdgekitError:
     """The interpreter's refusal as one line; int16x8's overflow refusal explained, not just quoted."""
     message = " ".join(str(exc).split())

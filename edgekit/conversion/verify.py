@@ -18,7 +18,7 @@ from edgekit.conversion.contract import ModelInputs, is_class_scores
 from edgekit.conversion.fidelity import Fidelity, box_match, compare_outputs, worst
 from edgekit.conversion.inputs import Samples, batch_size, evenly_spaced, synthetic_samples, take
 from edgekit.conversion.recipe import check_thresholds
-from edgekit.conversion.tflite_model import TFLiteModel
+from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
 from edgekit.errors import CheckFailed, ConversionError, FidelityError, InputError, UsageError
 
 CHECK_SAMPLES = 200  # calibration inputs reused for the fidelity check
@@ -65,6 +65,8 @@ class VerificationSet:
     # model, so that pruning cannot lower the bar that --max-accuracy-drop measures from.
     accuracy_reference: Sequence[np.ndarray] | None = None
     postprocess: Mapping[str, Any] | None = None  # detect: how to read boxes (box agreement)
+    # The exported signature's input and output keys in source order: converted models are put in it.
+    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:  # one-output callers may pass bare arrays and names
         names = (self.output,) if isinstance(self.output, str) else tuple(self.output)
@@ -257,6 +259,7 @@ def accuracy_problems(accuracy: Accuracy, output: str, thresholds: Thresholds) -
 
 def judge_content(content: bytes, checks: VerificationSet, thresholds: Thresholds, mode: str) -> Verdict:
     """Load a converted model with the device's interpreter, run the verification set, judge it."""
+    content = in_source_order(content, checks.signature)
     return judge(TFLiteModel(content, mode=mode).each_output(checks.x), checks, thresholds)
 
 
@@ -264,7 +267,8 @@ def verify_conversion(
     mode: str, content: bytes, seconds: float, checks: VerificationSet, thresholds: Thresholds
 ) -> ModeConversion:
     """A converted model with its verdict: run on the verification set with the interpreter `edgekit run`
-    uses. Its tensors take the source model's names (the `.tflite`'s order is the source's)."""
+    uses. Its inputs and outputs are put in the source's order and take the source's names."""
+    content = in_source_order(content, checks.signature)
     converted = TFLiteModel(content, mode=mode)
     names_in, names_out = list(checks.x), list(checks.outputs)
     if len(converted.inputs) != len(names_in) or len(converted.outputs) != len(names_out):
@@ -328,6 +332,7 @@ def verification_set(
         reference_kind="self" if source.kind == "tflite" else "source",
         accuracy_reference=None if unpruned is None or not labelled else unpruned.predict(x),
         postprocess=inputs.postprocess if inputs.task == "detect" else None,
+        signature=None if source.kind == "tflite" else (tuple(source.signature_keys), tuple(source.output_keys)),
     )
 
 

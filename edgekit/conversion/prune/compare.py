@@ -16,7 +16,7 @@ from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.accuracy import model_accuracy
 from edgekit.conversion.inputs import Samples
 from edgekit.conversion.quantize import CALIBRATED_MODES, convert_saved_model, saved_model_dir
-from edgekit.conversion.tflite_model import TFLiteModel
+from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
 from edgekit.runtime.inspect_model import plain_interpreter
 from edgekit.runtime.interpreter import ops_details
 from edgekit.runtime.macs import count_macs
@@ -169,5 +169,6 @@ def compare_with_unpruned(
     with saved_model_dir(unpruned, verbose) as export_dir:
         for mode, content in pruned_models.items():
             baseline = convert_saved_model(export_dir, mode, keyed if mode in CALIBRATED_MODES else None, verbose)
+            baseline = in_source_order(baseline, (unpruned.signature_keys, unpruned.output_keys))
             comparisons.append(compare_converted(mode, baseline, content, evaluation, threads.get(mode, 1), names))
     return dataclasses.replace(report, comparisons=tuple(comparisons))
