@@ -255,9 +255,13 @@ def convert(ctx: click.Context, model: Path, recipe: Path | None, **flags: Any) 
     greyscale or RGB by the input's channel count, then x = (pixel - mean) / std.
 
     Every conversion is run with the device's interpreter on the verification data (--eval-data, else
-    the calibration inputs) and compared with the source model; a bundle that misses --min-agreement,
-    --min-cosine or --max-accuracy-drop is refused with exit code 4 and nothing is written, unless
-    --allow-degraded.
+    the calibration inputs) and compared with the source model output by output; a bundle that misses
+    --min-agreement, --min-cosine, --max-accuracy-drop or --min-accuracy on any output is refused with
+    exit code 4 and nothing is written, unless --allow-degraded. A gate that cannot be checked (no
+    labels, no source to compare with) is refused with exit code 2.
+
+    Models with several inputs take their data as a .npz with one array per input name (and `y`, or
+    `y_<output>` per output, for labels).
     """
     python_warnings(flags["verbose"])
     from edgekit.conversion.pipeline import convert as run_conversion

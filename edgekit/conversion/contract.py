@@ -110,7 +110,13 @@ def model_inputs(
     classes = int(outputs[classifier].shape[-1]) if classifier is not None else None  # type: ignore[arg-type]
     label_list = read_labels(labels, classes)
     if label_list is not None and classifier is None:
-        raise InputError(f"{labels}: --labels names classes, but no output of this model is one score per class")
+        candidates = [o.name for o in outputs if is_class_scores(o.shape)]
+        which = (
+            f"several outputs may be class scores ({', '.join(candidates)})"
+            if candidates
+            else "no output is one score per class"
+        )
+        raise InputError(f"{labels}: --labels names the classes of one class-score output, but {which}")
     chosen, postprocess = choose_task(task, outputs, classifier, label_list is not None)
     return ModelInputs(tensors, preprocesses, tuple(outputs), classifier, classes, label_list, chosen, postprocess)
 

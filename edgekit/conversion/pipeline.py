@@ -39,12 +39,11 @@ from edgekit.conversion.quantize import Converted, convert_modes, saved_model_di
 from edgekit.conversion.quiet import quiet_warnings
 from edgekit.conversion.recipe import ConvertOptions
 from edgekit.conversion.report import ConversionReport, conversion_notes
-from edgekit.conversion.selection import Candidate, choose_modes, machine_threads
+from edgekit.conversion.selection import Candidate, choose_modes, machine_threads, refuse_failing
 from edgekit.conversion.verify import (
     ModeConversion,
     Thresholds,
     VerificationSet,
-    refuse_failing,
     require_labels_for_accuracy_gate,
     verification_set,
     verify_conversion,

@@ -50,15 +50,19 @@ def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path
 Batch = Mapping[str, np.ndarray]  # calibration inputs keyed by the exported signature's input keys
 
 
-def representative_dataset(samples: Batch, on_sample: Callable[[], None] | None = None):
-    """One sample at a time, as a dict keyed by signature input: the converter matches inputs by key."""
+def representative_dataset(samples: Batch | np.ndarray, on_sample: Callable[[], None] | None = None):
+    """One sample at a time, as a dict keyed by signature input: the converter matches inputs by key.
+    A bare array feeds a one-input model by position."""
+    if isinstance(samples, np.ndarray):
+        samples = {"": samples}
 
     def generate():
         count = len(next(iter(samples.values())))
         for row in range(count):
             if on_sample:
                 on_sample()
-            yield {key: array[row : row + 1].astype(np.float32) for key, array in samples.items()}
+            batch = {key: array[row : row + 1].astype(np.float32) for key, array in samples.items()}
+            yield list(batch.values()) if "" in batch else batch
 
     return generate
 

@@ -9,7 +9,8 @@ loop (`runtime.timing`). Candidates are timed in alternating bursts, so a burst 
 machine hits all of them rather than one.
 
 Ranking: lowest median (p50) invoke latency among the modes that pass the checks; modes within
-TIE_TOLERANCE of the fastest count as tied, and the smallest model wins a tie.
+TIE_TOLERANCE of the fastest count as tied, and the smallest model wins a tie. Whatever is chosen, with
+auto or not, `refuse_failing` writes nothing that misses the thresholds (unless --allow-degraded).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.bundling import write_bundle
 from edgekit.conversion.contract import ModelInputs
 from edgekit.conversion.verify import ModeConversion, Verdict, faithfulness
+from edgekit.errors import CheckFailed, FidelityError
 from edgekit.runtime.preprocess import quantize
 from edgekit.runtime.session import Session
 from edgekit.runtime.stats import LatencyStats
@@ -194,3 +196,32 @@ def choose_mode(
         row.setdefault("reason", "not measured")
     candidates = tuple(Candidate(**row, chosen=row is chosen) for row in rows.values())
     return (chosen["mode"] if chosen else None), candidates
+
+
+def refuse_failing(
+    targets: Sequence[Any],
+    plan: Mapping[str, str | None],
+    conversions: Mapping[str, ModeConversion],
+    candidates: Mapping[str, Sequence[Any]],
+    allow_degraded: bool,
+) -> None:
+    """Nothing is written when a bundle would miss the thresholds, unless --allow-degraded."""
+    for target in targets:
+        if plan.get(target.name) is None:
+            reasons = "; ".join(f"{c.mode}: {c.reason}" for c in candidates.get(target.name, ()))
+            raise CheckFailed(
+                f"--quantize auto: no mode passes the checks for target {target.name} ({reasons}); nothing written "
+                "(--allow-degraded writes the most faithful one anyway)"
+            )
+    if allow_degraded:
+        return
+    for mode in dict.fromkeys(plan[t.name] for t in targets):
+        conversion = conversions[mode]
+        if conversion.problems:
+            users = ", ".join(t.name for t in targets if plan[t.name] == mode)
+            gates = ("(--max-accuracy-drop)", "(--min-accuracy)")
+            kind = CheckFailed if all(p.endswith(gates) for p in conversion.problems) else FidelityError
+            raise kind(
+                f"{mode} conversion for {users} fails the checks: {'; '.join(conversion.problems)}; nothing written "
+                "(--allow-degraded writes it anyway; edgekit debug shows which layers lose the accuracy)"
+            )

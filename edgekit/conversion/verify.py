@@ -19,7 +19,7 @@ from edgekit.conversion.fidelity import Fidelity, box_match, compare_outputs, wo
 from edgekit.conversion.inputs import Samples, batch_size, evenly_spaced, synthetic_samples, take
 from edgekit.conversion.recipe import check_thresholds
 from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
-from edgekit.errors import CheckFailed, ConversionError, FidelityError, InputError, UsageError
+from edgekit.errors import ConversionError, InputError, UsageError
 
 CHECK_SAMPLES = 200  # calibration inputs reused for the fidelity check
 SYNTHETIC_SAMPLES = 32
@@ -136,6 +136,13 @@ class Verdict:
     fidelities: tuple[Fidelity, ...]
     accuracies: Mapping[str, Accuracy] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # one-output callers may pass a Fidelity and an Accuracy (or None)
+        if isinstance(self.fidelities, Fidelity):
+            object.__setattr__(self, "fidelities", (self.fidelities,))
+        if self.accuracies is None or isinstance(self.accuracies, Accuracy):
+            output = self.fidelities[0].output
+            object.__setattr__(self, "accuracies", {} if self.accuracies is None else {output: self.accuracies})
 
     @property
     def passed(self) -> bool:
@@ -370,35 +377,6 @@ def require_labels_for_accuracy_gate(thresholds: Thresholds, checks: Verificatio
         if name and name not in labelled:
             known = ", ".join(sorted(labelled)) or "none"
             raise UsageError(f"--min-accuracy {name}=...: no labelled classifier output {name!r} (labelled: {known})")
-
-
-def refuse_failing(
-    targets: Sequence[Any],
-    plan: Mapping[str, str | None],
-    conversions: Mapping[str, ModeConversion],
-    candidates: Mapping[str, Sequence[Any]],
-    allow_degraded: bool,
-) -> None:
-    """Nothing is written when a bundle would miss the thresholds, unless --allow-degraded."""
-    for target in targets:
-        if plan.get(target.name) is None:
-            reasons = "; ".join(f"{c.mode}: {c.reason}" for c in candidates.get(target.name, ()))
-            raise CheckFailed(
-                f"--quantize auto: no mode passes the checks for target {target.name} ({reasons}); nothing written "
-                "(--allow-degraded writes the most faithful one anyway)"
-            )
-    if allow_degraded:
-        return
-    for mode in dict.fromkeys(plan[t.name] for t in targets):
-        conversion = conversions[mode]
-        if conversion.problems:
-            users = ", ".join(t.name for t in targets if plan[t.name] == mode)
-            gates = ("(--max-accuracy-drop)", "(--min-accuracy)")
-            kind = CheckFailed if all(p.endswith(gates) for p in conversion.problems) else FidelityError
-            raise kind(
-                f"{mode} conversion for {users} fails the checks: {'; '.join(conversion.problems)}; nothing written "
-                "(--allow-degraded writes it anyway; edgekit debug shows which layers lose the accuracy)"
-            )
 
 
 def faithfulness(verdict: Verdict | None) -> float:
