@@ -153,6 +153,16 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
 )
 @threshold_options(panel=CHECKS)
 @option(
+    "--max-channel-error",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    metavar="SHARE",
+    panel=CHECKS,
+    help="Fail (exit 4) when one channel (last axis) of an output that is not a classifier is off by more than "
+    "this share of its values (RMS error / RMS value): scores packed beside boxes in pixels cannot hide.",
+)
+@option(
     "--min-accuracy",
     multiple=True,
     metavar="PCT|NAME=PCT",

@@ -71,7 +71,7 @@ def render_outputs(report) -> None:
                     b.mode,
                     f.output + (" (worst)" if f.output == worst else ""),
                     f"{f.cosine:.5f}",
-                    "-" if f.channel_cosine is None else f"{f.channel_cosine:.4f}",
+                    "-" if f.channel_error is None else f"{f.channel_error:.4f} (#{f.worst_channel})",
                     f"{f.max_abs_error:.4g}",
                     f"{f.mean_abs_error:.4g}",
                     "-" if f.top1_agreement is None else f"{f.top1_agreement:.3f}",
@@ -80,8 +80,8 @@ def render_outputs(report) -> None:
                     "float" if f.output in b.float_outputs else "",
                 ]
             )
-    columns = ["target", "mode", "output", "cosine", "worst channel", "max abs", "mean abs", "top-1", "boxes"]
-    right = ("cosine", "worst channel", "max abs", "mean abs", "top-1", "boxes", "accuracy")
+    columns = ["target", "mode", "output", "cosine", "channel error", "max abs", "mean abs", "top-1", "boxes"]
+    right = ("cosine", "channel error", "max abs", "mean abs", "top-1", "boxes", "accuracy")
     console().print(table(f"{report.name} ({report.task}): every output", [*columns, "accuracy", "kept"], rows, right))
 
 

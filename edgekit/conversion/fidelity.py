@@ -29,9 +29,10 @@ class Fidelity:
     output: str = ""
     reference: str = "source"
     box_match: float | None = None  # detect: share of source boxes a converted box matches
-    # Raw outputs: the lowest cosine of one channel (last axis) over all samples, so that a channel of
-    # small values packed beside large ones (0-1 scores beside boxes in pixels) cannot hide in the total.
-    channel_cosine: float | None = None
+    # Raw outputs: the worst channel's (last axis) RMS error over its RMS value, over all samples, so that
+    # a channel of small values packed beside large ones (0-1 scores beside boxes in pixels) cannot hide
+    # in the whole tensor's cosine (which a uniform scale error would not even move).
+    channel_error: float | None = None
     worst_channel: int | None = None
 
     @property
@@ -54,8 +55,8 @@ class Fidelity:
         }
         if self.box_match is not None:
             data["box_match"] = round(self.box_match, 4)
-        if self.channel_cosine is not None:
-            data["channel_cosine"] = number(self.channel_cosine)
+        if self.channel_error is not None:
+            data["channel_error"] = number(self.channel_error)
             data["worst_channel"] = self.worst_channel
         return data
 
@@ -72,9 +73,9 @@ def compare_outputs(
 ) -> tuple[Fidelity, float | None]:
     """Fidelity of one output's `converted` values (an array, or one sample at a time) against
     `reference`; with `labels`, also the converted outputs' top-1 accuracy; with `channels`, the worst
-    channel's cosine (last axis, over all samples)."""
+    channel's relative error (last axis, over all samples)."""
     width = reference.shape[-1] if channels and reference.ndim >= 2 and reference.shape[-1] > 1 else 0
-    sums = np.zeros((3, width))  # per channel: source·converted, |source|², |converted|²
+    sums = np.zeros((2, width))  # per channel: |source - converted|², |source|²
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     max_error = error_sum = cosine_sum = 0.0
     agree = correct = count = 0
@@ -91,7 +92,7 @@ def compare_outputs(
         agree += int(row.argmax() == out.argmax())
         if width and len(out) == len(row):
             a, b = row.reshape(-1, width), out.reshape(-1, width)
-            sums += [(a * b).sum(axis=0), (a * a).sum(axis=0), (b * b).sum(axis=0)]
+            sums += [((a - b) ** 2).sum(axis=0), (a * a).sum(axis=0)]
         if labels is not None:
             correct += int(out.argmax() == labels[count])
         count += 1
@@ -106,26 +107,25 @@ def compare_outputs(
         reference_kind,
     )
     if width and count:
-        cosines = channel_cosines(*sums)
-        fidelity = replace(fidelity, channel_cosine=float(cosines.min()), worst_channel=int(cosines.argmin()))
+        errors = channel_errors(*sums)
+        fidelity = replace(fidelity, channel_error=float(errors.max()), worst_channel=int(errors.argmax()))
     return fidelity, (correct / count if labels is not None and count else None)
 
 
-def channel_cosines(dot: np.ndarray, ref_sq: np.ndarray, out_sq: np.ndarray) -> np.ndarray:
-    """Cosine per channel; a channel that is zero on both sides agrees, zero on one side does not."""
-    norm = np.sqrt(ref_sq * out_sq)
+def channel_errors(error_sq: np.ndarray, value_sq: np.ndarray) -> np.ndarray:
+    """RMS error over RMS value per channel; a channel the source never sets (all zeros) is not judged."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        cosine = np.where(norm > 0, dot / np.where(norm > 0, norm, 1.0), 0.0)
-    both_zero = (ref_sq == 0) & (out_sq == 0)
-    return np.where(both_zero, 1.0, np.nan_to_num(cosine, nan=-1.0))
+        ratio = np.sqrt(error_sq / value_sq)
+    return np.where(value_sq > 0, np.nan_to_num(ratio, nan=np.inf, posinf=np.inf), 0.0)
 
 
 def worst(fidelities: Sequence[Fidelity]) -> Fidelity:
     """The output that agrees least with its source: lowest cosine (NaN first), then lowest agreement."""
 
     def rank(f: Fidelity) -> tuple[float, float, float]:
-        cosine = min(f.cosine, 1.0 if f.channel_cosine is None else f.channel_cosine)
-        cosine = cosine if np.isfinite(cosine) else float("-inf")
+        cosine = f.cosine if np.isfinite(f.cosine) else float("-inf")
+        if f.channel_error is not None:
+            cosine = min(cosine, 1.0 - f.channel_error)
         agreement = 1.0 if f.top1_agreement is None else f.top1_agreement
         boxes = 1.0 if f.box_match is None else f.box_match
         return (min(agreement, boxes), cosine, -f.max_abs_error)

@@ -160,7 +160,11 @@ def verify(state: State, recipe: ConvertOptions) -> State:
     loaded, plan = state.loaded, state.plan
     checks = verification_set(loaded.source, loaded.inputs, loaded.calibration, loaded.evaluation, state.unpruned)
     thresholds = Thresholds(
-        recipe.min_agreement, recipe.min_cosine, recipe.max_accuracy_drop, recipe.min_accuracy_by_output()
+        recipe.min_agreement,
+        recipe.min_cosine,
+        recipe.max_accuracy_drop,
+        recipe.min_accuracy_by_output(),
+        recipe.max_channel_error,
     )
     require_labels_for_accuracy_gate(thresholds, checks)
     if plan.auto and checks.labels is not None and thresholds.max_accuracy_drop is None:

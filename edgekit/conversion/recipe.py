@@ -27,6 +27,9 @@ from edgekit.errors import InputError, UsageError
 from edgekit.targets import QUANT_MODES
 
 AUTO = "auto"
+# A raw output's worst channel may be off by this share of its RMS value: the relative error a cosine of
+# 0.98 allows (|a - b|² = 2 (1 - cos) for unit vectors), applied channel by channel.
+MAX_CHANNEL_ERROR = 0.2
 PRUNE_NORMS = ("l1", "l2")
 # Not written into a bundle's recipe: where this machine writes (out, force), what it shows (verbose),
 # and the trust decision to run code carried by a model file (unsafe_load), which must be made anew
@@ -39,7 +42,15 @@ _CHANNELS = ("mean", "std")
 _PATHS = ("calibration", "labels", "targets_dir", "eval_data", "finetune_data", "out")
 _TEXT = ("quantization", "name", "prune_norm", "task")
 _INTS = ("calibration_size", "eval_size", "prune_block", "prune_channels_multiple", "finetune_epochs")
-_FLOATS = ("max_accuracy_drop", "min_agreement", "min_cosine", "prune", "prune_channels", "finetune_lr")
+_FLOATS = (
+    "max_accuracy_drop",
+    "min_agreement",
+    "min_cosine",
+    "prune",
+    "prune_channels",
+    "finetune_lr",
+    "max_channel_error",
+)
 _BOOLS = ("archive", "force", "unsafe_load", "verbose", "allow_degraded", "auto_keep_float", "explain")
 
 
@@ -83,6 +94,7 @@ class ConvertOptions:
     task: str | None = None  # None: inferred from the outputs where unambiguous
     float_outputs: tuple[str, ...] = ()  # int8 with these outputs computed and returned in float
     min_accuracy: tuple[str, ...] = ()  # "PCT" (every labelled classifier output) or "NAME=PCT"
+    max_channel_error: float = MAX_CHANNEL_ERROR  # raw outputs: worst channel's RMS error / RMS value
 
     def __post_init__(self) -> None:
         for key, value in _normalised(self).items():

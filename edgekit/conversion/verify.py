@@ -17,7 +17,7 @@ from edgekit.conversion.accuracy import Accuracy, output_accuracy
 from edgekit.conversion.contract import ModelInputs, is_class_scores
 from edgekit.conversion.fidelity import Fidelity, box_match, compare_outputs, worst
 from edgekit.conversion.inputs import Samples, batch_size, evenly_spaced, synthetic_samples, take
-from edgekit.conversion.recipe import check_thresholds
+from edgekit.conversion.recipe import MAX_CHANNEL_ERROR, check_thresholds
 from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
 from edgekit.errors import ConversionError, InputError, UsageError
 
@@ -35,9 +35,12 @@ class Thresholds:
     min_cosine: float = defaults.MIN_COSINE
     max_accuracy_drop: float | None = None  # percentage points
     min_accuracy: Mapping[str, float] = field(default_factory=dict)
+    max_channel_error: float = MAX_CHANNEL_ERROR
 
     def __post_init__(self) -> None:
         check_thresholds(self.min_agreement, self.min_cosine, self.max_accuracy_drop)
+        if not self.max_channel_error >= 0:
+            raise UsageError(f"--max-channel-error must be 0 or more, got {self.max_channel_error}")
         object.__setattr__(self, "min_accuracy", dict(self.min_accuracy))
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,6 +49,7 @@ class Thresholds:
             "min_cosine": self.min_cosine,
             "max_accuracy_drop": self.max_accuracy_drop,
             "min_accuracy": dict(self.min_accuracy) or None,
+            "max_channel_error": self.max_channel_error,
         }
 
 
@@ -206,11 +210,11 @@ def fidelity_problems(fidelity: Fidelity, thresholds: Thresholds) -> list[str]:
     agreement = fidelity.top1_agreement
     if agreement is not None and not fidelity.synthetic and agreement < thresholds.min_agreement:
         problems.append(f"top-1 agreement {agreement:.3f} < {thresholds.min_agreement:g} (--min-agreement)")
-    channel = fidelity.channel_cosine
-    if fidelity.finite and channel is not None and not channel >= thresholds.min_cosine:
+    channel = fidelity.channel_error
+    if fidelity.finite and channel is not None and not channel <= thresholds.max_channel_error:
         problems.append(
-            f"cosine similarity of channel {fidelity.worst_channel} {channel:.4f} < {thresholds.min_cosine:g} "
-            "(--min-cosine)"
+            f"channel {fidelity.worst_channel} error {channel:.3f} of its values > {thresholds.max_channel_error:g} "
+            "(--max-channel-error)"
         )
     if fidelity.box_match is not None and not fidelity.synthetic and fidelity.box_match < thresholds.min_agreement:
         problems.append(f"box agreement {fidelity.box_match:.3f} < {thresholds.min_agreement:g} (--min-agreement)")

@@ -2,9 +2,10 @@
 noise per 32x32 image; the model answers where it is and what colour it is.
 
 Outputs, in this order (their names sort the other way round, on purpose):
-  `where`   [1, 5]: the square's box in pixels (x1, y1, x2, y2) and a 0-1 "is there a square" score,
-            packed in one tensor, as many detector heads do. One int8 scale for values up to 32 and
-            for a 0-1 score rounds the score away: `edgekit convert -q int8` refuses the bundle, and
+  `where`   [1, 5]: the square's box in pixels of the 640x640 camera frame the 32x32 input stands for
+            (x1, y1, x2, y2) and a 0-1 "is there a square" score, packed in one tensor, as many
+            detector heads do. One int8 scale for values up to 640 and for a 0-1 score (a step of
+            about 2.5) rounds the score away: `edgekit convert -q int8` refuses the bundle, and
             `--auto-keep-float` (or `--float-outputs where`) keeps this output in float.
   `colour`  [1, 3]: red, green or blue (softmax), labelled in eval.npz as `y_colour`.
 
@@ -29,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = Path(__file__).resolve().parent
 SIZE = 32
+FRAME = 640  # boxes are given in pixels of this frame
 COLOURS = ("red", "green", "blue")
 
 
@@ -42,7 +44,7 @@ def make_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         side = int(rng.integers(8, 16))
         x, y = (int(v) for v in rng.integers(0, SIZE - side, 2))
         images[i, y : y + side, x : x + side, colours[i]] = 230
-        where[i] = (x, y, x + side, y + side, 1.0)
+        where[i] = (*(np.array([x, y, x + side, y + side]) * FRAME / SIZE), 1.0)
     return images, where, colours.astype(np.int64)
 
 
@@ -55,12 +57,15 @@ def build(out: Path, epochs: int = 12) -> dict:
     h = keras.layers.Conv2D(32, 3, strides=2, activation="relu", name="c2")(h)
     h = keras.layers.Flatten(name="flat")(h)
     h = keras.layers.Dense(64, activation="relu", name="fc")(h)
-    box = keras.layers.Dense(4, name="box")(h)
+    box = keras.layers.Rescaling(FRAME / SIZE, name="box_px")(keras.layers.Dense(4, name="box")(h))
     score = keras.layers.Dense(1, activation="sigmoid", name="score")(h)
     where = keras.layers.Concatenate(name="where")([box, score])
     colour = keras.layers.Dense(3, activation="softmax", name="colour")(h)
     model = keras.Model(image, [where, colour])
-    model.compile(keras.optimizers.Adam(2e-3), ["mse", "sparse_categorical_crossentropy"])
+    scale = (FRAME / SIZE) ** 2  # the box loss in frame pixels², brought back to input pixels²
+    model.compile(
+        keras.optimizers.Adam(2e-3), ["mse", "sparse_categorical_crossentropy"], loss_weights=[1 / scale, 1.0]
+    )
     images, boxes, colours = make_data(2000, 0)
     model.fit(images / np.float32(255), [boxes, colours], epochs=epochs, batch_size=64, verbose=0)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +79,7 @@ def build(out: Path, epochs: int = 12) -> dict:
     return {
         "colour_accuracy": float((predicted[1].argmax(axis=1) == eval_colours).mean()),
         "box_mean_abs_error_px": float(np.abs(predicted[0][:, :4] - eval_boxes[:, :4]).mean()),
+        "score_mean": float(predicted[0][:, 4].mean()),
     }
 
 
@@ -83,7 +89,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args()
     summary = build(args.out, args.epochs)
-    print(f"wrote {args.out}: colour accuracy {summary['colour_accuracy']:.1%}, box error {summary['box_mean_abs_error_px']:.2f} px")
+    print(
+        f"wrote {args.out}: colour accuracy {summary['colour_accuracy']:.1%}, "
+        f"box error {summary['box_mean_abs_error_px']:.1f} px of {FRAME}, mean score {summary['score_mean']:.2f}"
+    )
 
 
 if __name__ == "__main__":
