@@ -95,6 +95,10 @@ def plan_conversion(model: str | os.PathLike[str], recipe: ConvertOptions) -> Pl
                 f"{needing} needs calibration data: pass --calibration (a folder of images, .npy or .npz); "
                 "edgekit never calibrates on random data"
             )
+    if recipe.float_outputs and existing:
+        raise InputError(f"{path}: --float-outputs needs the source model (an existing .tflite is bundled as it is)")
+    if recipe.float_outputs and "int8" not in modes:
+        raise UsageError("--float-outputs applies to int8: choose -q int8 or auto (or a target whose mode is int8)")
     if recipe.debugging and existing:
         raise InputError(f"{path}: --keep-float, --auto-keep-float and --explain need the source model")
     if recipe.debugging:

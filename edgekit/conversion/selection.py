@@ -9,7 +9,8 @@ loop (`runtime.timing`). Candidates are timed in alternating bursts, so a burst 
 machine hits all of them rather than one.
 
 Ranking: lowest median (p50) invoke latency among the modes that pass the checks; modes within
-TIE_TOLERANCE of the fastest count as tied, and the smallest model wins a tie.
+TIE_TOLERANCE of the fastest count as tied, and the smallest model wins a tie. Whatever is chosen, with
+auto or not, `refuse_failing` writes nothing that misses the thresholds (unless --allow-degraded).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.bundle import Preprocess, open_bundle
+from edgekit.bundle import open_bundle
 from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.bundling import write_bundle
+from edgekit.conversion.contract import ModelInputs
 from edgekit.conversion.verify import ModeConversion, Verdict, faithfulness
+from edgekit.errors import CheckFailed, FidelityError
 from edgekit.runtime.preprocess import quantize
 from edgekit.runtime.session import Session
 from edgekit.runtime.stats import LatencyStats
@@ -86,17 +89,19 @@ def machine_threads(target: Target) -> int:
 
 
 def measure_latencies(
-    bundles: Mapping[str, Path], thread_counts: Sequence[int], sample: np.ndarray
+    bundles: Mapping[str, Path], thread_counts: Sequence[int], sample: Mapping[str, np.ndarray]
 ) -> dict[tuple[str, int], LatencyStats]:
     """Invoke latency of each bundle (mode → folder) at each thread count, timed in alternating bursts
-    on one real input `sample` (float32, one sample without the batch axis)."""
+    on one real input `sample` (float32 arrays with a batch axis of 1, in the model's input order)."""
     with contextlib.ExitStack() as stack:
         sessions = {}
         for mode, path in bundles.items():
             opened = stack.enter_context(open_bundle(path))
             for threads in sorted(set(thread_counts)):
                 session = Session(opened, threads=threads)
-                session.set_input(quantize(sample[None].astype(np.float32), session.input_spec))
+                model = session.interpreter
+                for detail, spec, array in zip(model.get_input_details(), opened.manifest.inputs, sample.values()):
+                    model.set_tensor(detail["index"], quantize(array.astype(np.float32), spec))
                 sessions[(mode, threads)] = session
         keys = list(sessions)
         timings = time_interleaved(
@@ -113,10 +118,9 @@ def choose_modes(
     targets: Sequence[Target],
     conversions: Mapping[str, ModeConversion],
     failures: Mapping[str, str],
-    sample: np.ndarray,
+    sample: Mapping[str, np.ndarray],
     name: str,
-    preprocess: Preprocess | None,
-    is_classifier: bool,
+    inputs: ModelInputs,
     allow_degraded: bool,
 ) -> tuple[dict[str, str | None], dict[str, tuple[Candidate, ...]]]:
     """--quantize auto: time every converted mode once per thread count (through real bundles and the
@@ -127,7 +131,7 @@ def choose_modes(
         bundles = {}
         for mode, conversion in conversions.items():
             bundles[mode] = Path(tmp) / mode
-            write_bundle(bundles[mode], name, targets[0], conversion, preprocess, None, is_classifier, {}, False)
+            write_bundle(bundles[mode], name, targets[0], conversion, inputs, {}, False)
         latencies = measure_latencies(bundles, [machine_threads(t) for t in targets], sample)
     plan: dict[str, str | None] = {}
     candidates = {}
@@ -192,3 +196,32 @@ def choose_mode(
         row.setdefault("reason", "not measured")
     candidates = tuple(Candidate(**row, chosen=row is chosen) for row in rows.values())
     return (chosen["mode"] if chosen else None), candidates
+
+
+def refuse_failing(
+    targets: Sequence[Any],
+    plan: Mapping[str, str | None],
+    conversions: Mapping[str, ModeConversion],
+    candidates: Mapping[str, Sequence[Any]],
+    allow_degraded: bool,
+) -> None:
+    """Nothing is written when a bundle would miss the thresholds, unless --allow-degraded."""
+    for target in targets:
+        if plan.get(target.name) is None:
+            reasons = "; ".join(f"{c.mode}: {c.reason}" for c in candidates.get(target.name, ()))
+            raise CheckFailed(
+                f"--quantize auto: no mode passes the checks for target {target.name} ({reasons}); nothing written "
+                "(--allow-degraded writes the most faithful one anyway)"
+            )
+    if allow_degraded:
+        return
+    for mode in dict.fromkeys(plan[t.name] for t in targets):
+        conversion = conversions[mode]
+        if conversion.problems:
+            users = ", ".join(t.name for t in targets if plan[t.name] == mode)
+            gates = ("(--max-accuracy-drop)", "(--min-accuracy)")
+            kind = CheckFailed if all(p.endswith(gates) for p in conversion.problems) else FidelityError
+            raise kind(
+                f"{mode} conversion for {users} fails the checks: {'; '.join(conversion.problems)}; nothing written "
+                "(--allow-degraded writes it anyway; edgekit debug shows which layers lose the accuracy)"
+            )

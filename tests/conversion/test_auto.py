@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from edgekit.conversion import pipeline, quantize, selection, verify
+from edgekit.conversion import pipeline, quantize, selection
 from edgekit.conversion.accuracy import Accuracy
 from edgekit.conversion.selection import Trial, choose_mode
 from edgekit.conversion.verify import Fidelity, Verdict
@@ -67,7 +67,7 @@ def test_when_no_mode_passes_nothing_is_chosen_unless_degraded_is_allowed():
     chosen, candidates = choose_mode(target, trials, latencies)
     assert chosen is None and not any(c.chosen for c in candidates)
     with pytest.raises(CheckFailed, match="no mode passes the checks for target rpi-armv7"):
-        verify.refuse_failing([target], {"rpi-armv7": None}, {}, {"rpi-armv7": candidates}, False)
+        selection.refuse_failing([target], {"rpi-armv7": None}, {}, {"rpi-armv7": candidates}, False)
     chosen, candidates = choose_mode(target, trials, latencies, allow_degraded=True)
     assert chosen == "float16"  # the most accurate of the failing modes
     assert "--allow-degraded: the most faithful mode" in next(c for c in candidates if c.chosen).reason

@@ -102,9 +102,10 @@ def test_a_broken_tflite_is_one_clear_line(tmp_path):
 def test_source_predictions_run_in_slices(digits):
     source = load_model(digits["model"])
     x = np.random.default_rng(0).random((70, 32, 32, 1)).astype(np.float32)
-    whole = source.predict_fn(x)
-    assert source.predict(x).shape == (70, 10)
-    np.testing.assert_allclose(source.predict(x), whole, atol=1e-5)
+    (whole,) = source.predict_fn({source.inputs[0].name: x})
+    (sliced,) = source.predict(x)
+    assert sliced.shape == (70, 10)
+    np.testing.assert_allclose(sliced, whole, atol=1e-5)
 
 
 def test_python_warnings_stay_off_the_terminal_unless_verbose(digits, tmp_path, monkeypatch):
