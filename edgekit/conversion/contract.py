@@ -199,21 +199,15 @@ def classifier_output(outputs: Sequence[TensorInfo]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def detection_format(shapes: Sequence[Sequence[int | None]]) -> dict[str, Any] | None:
-    """The detector layout these output shapes follow, or None.
+def detection_format(outputs: Sequence[TensorInfo], told: bool) -> dict[str, Any] | None:
+    """The detector layout of these outputs (`edgekit.runtime.detect`'s reading), or None. Without
+    `--task detect` a YOLO-shaped output counts only when its candidates far outnumber its channels
+    (rank-3 outputs with one small axis are common in models that detect nothing)."""
+    from edgekit.runtime.detect import detection_format as runtime_format
 
-    TODO(lead, at merge): replace with edgekit.runtime.detect.detection_format from the detect branch
-    (not there when this was written); this is the same shape rule, kept local."""
-    if len(shapes) == 4:
-        ranks = sorted(len(s) for s in shapes)
-        boxes = [s for s in shapes if len(s) == 3 and s[-1] == 4]
-        if ranks == [1, 2, 2, 3] and boxes:
-            return {"format": "ssd", "coordinates": "normalized"}
-    if len(shapes) == 1 and len(shapes[0]) == 3:
-        _, a, b = shapes[0]
-        if a and b and min(a, b) >= 5 and max(a, b) >= 4 * min(a, b):
-            return {"format": "yolo", "coordinates": "pixels", "layout": "channels_first" if a < b else "channels_last"}
-    return None
+    found = runtime_format(outputs)
+    few = found is not None and found["format"] == "yolo" and found["candidates"] < 4 * (found["classes"] + 4)
+    return None if few and not told else found
 
 
 def choose_task(
@@ -223,7 +217,7 @@ def choose_task(
     with labels (or the only output) → classify, else raw."""
     if task is not None and task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
-    detect = detection_format([o.shape for o in outputs])
+    detect = detection_format(outputs, told=task == "detect")
     if task == "detect":
         if detect is None:
             shapes = ", ".join(str(list(o.shape)) for o in outputs)

@@ -134,32 +134,24 @@ def worst(fidelities: Sequence[Fidelity]) -> Fidelity:
 
 
 def detections(outputs: Sequence[np.ndarray], postprocess: dict[str, Any]) -> list[tuple[int, np.ndarray]]:
-    """(class, box) pairs of one sample's detector outputs (no batch axis), above BOX_SCORE.
+    """(class, box) pairs of one sample's detector outputs (no batch axis), above BOX_SCORE: the SSD
+    outputs as they are, a YOLO head through the runtime's class-wise non-maximum suppression."""
+    from edgekit.runtime.detect import centre_to_corners, non_max_suppression
 
-    TODO(lead, at merge): decode with edgekit.runtime.detect (the detect branch) instead; this reads
-    TFLite_Detection_PostProcess outputs as they are and YOLO heads by class-wise greedy NMS."""
     if postprocess.get("format") == "ssd":
         boxes = next(o for o in outputs if o.ndim == 2 and o.shape[-1] == 4)
         flat = [o.reshape(-1) for o in outputs if o.ndim == 1 and o.size == len(boxes)]
         classes, scores = (flat[0], flat[1]) if len(flat) == 2 else (np.zeros(len(boxes)), np.ones(len(boxes)))
         return [(int(c), b) for c, s, b in zip(classes, scores, boxes) if s >= BOX_SCORE]
     head = outputs[0]
-    if postprocess.get("layout") == "channels_first":
+    if postprocess.get("layout") in ("4+C,N", "channels_first"):
         head = head.T
-    centres, scores = head[:, :4], head[:, 4:]
+    scores = head[:, 4:]
     classes, best = scores.argmax(axis=1), scores.max(axis=1)
-    keep = best >= BOX_SCORE
-    boxes = np.concatenate([centres[:, :2] - centres[:, 2:] / 2, centres[:, :2] + centres[:, 2:] / 2], axis=1)
-    found: list[tuple[int, np.ndarray]] = []
-    for cls in np.unique(classes[keep]):
-        index = np.where(keep & (classes == cls))[0]
-        index = index[np.argsort(-best[index])]
-        chosen: list[np.ndarray] = []
-        for i in index:
-            if all(iou(boxes[i], b) < 0.45 for b in chosen):
-                chosen.append(boxes[i])
-        found.extend((int(cls), b) for b in chosen)
-    return found
+    keep = np.flatnonzero(best >= BOX_SCORE)
+    boxes = centre_to_corners(head[keep, :4])
+    chosen = non_max_suppression(boxes, best[keep], classes[keep], 0.45, len(keep) or 1)
+    return [(int(classes[keep][i]), boxes[i]) for i in chosen]
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

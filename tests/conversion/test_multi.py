@@ -127,11 +127,14 @@ def test_the_task_is_inferred_where_unambiguous_and_checked_when_given():
         return [TensorInfo(f"o{i}", shape) for i, shape in enumerate(shapes)]
 
     ssd = outputs((1, 10, 4), (1, 10), (1, 10), (1,))
-    assert choose_task(None, ssd, None, False) == ("detect", {"format": "ssd", "coordinates": "normalized"})
+    task, post = choose_task(None, ssd, None, False)
+    assert task == "detect" and post["format"] == "ssd" and post["coordinates"] == "normalized"
     task, post = choose_task(None, outputs((1, 84, 2100)), None, False)
-    assert task == "detect" and post["format"] == "yolo" and post["layout"] == "channels_first"
+    assert task == "detect" and post["format"] == "yolo" and post["layout"] == "4+C,N"
     assert choose_task(None, outputs((1, 10)), 0, False)[0] == "classify"
     assert choose_task(None, outputs((1, 4), (1, 5)), None, False)[0] == "raw"
+    assert choose_task(None, outputs((1, 7, 12)), None, False)[0] == "raw"  # too few candidates to guess
+    assert choose_task("detect", outputs((1, 7, 12)), None, False)[1]["format"] == "yolo"
     assert choose_task("segment", outputs((1, 16, 16, 2)), None, False)[0] == "segment"
     with pytest.raises(InputError, match="--task detect"):
         choose_task("detect", outputs((1, 10)), 0, False)
@@ -252,7 +255,7 @@ def test_a_yolo_style_head_is_a_detector_with_box_agreement(yolo_like, tmp_path)
     )
     manifest = manifest_of(tmp_path / "yolo-x86_64")
     assert manifest["task"] == "detect" and report.task == "detect"
-    assert manifest["postprocess"]["format"] == "yolo" and manifest["postprocess"]["layout"] == "channels_first"
+    assert manifest["postprocess"]["format"] == "yolo" and manifest["postprocess"]["layout"] == "4+C,N"
     fidelity = report.bundles[0].fidelity
     assert fidelity.box_match is not None and fidelity.box_match > 0.99
     int8 = pipeline.convert(
