@@ -149,6 +149,17 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
     "(one class-score output: classify; TFLite_Detection_PostProcess's four outputs or a YOLO head: detect), else raw.",
 )
 @option(
+    "--on",
+    metavar="HOST",
+    panel=QUANTIZATION,
+    help="With -q auto: time the candidate modes on this device over SSH ([user@]host[:port] or a name from "
+    "your SSH config) instead of on this machine, at the target's thread count.",
+)
+@option(
+    "--ssh-config", type=click.Path(path_type=str), metavar="FILE", panel=QUANTIZATION, help="With --on: ssh -F FILE."
+)
+@option("--remote-python", metavar="PATH", panel=QUANTIZATION, help="With --on: the device's Python.")
+@option(
     "--explain", is_flag=True, panel=QUANTIZATION, help="Add the int8 layer-by-layer error report (as edgekit debug)."
 )
 @threshold_options(panel=CHECKS)

@@ -270,8 +270,11 @@ def select(state: State, recipe: ConvertOptions) -> State:
             plan.name,
             inputs,
             recipe.allow_degraded,
+            None
+            if recipe.on is None
+            else {"on": recipe.on, "ssh_config": recipe.ssh_config, "remote_python": recipe.remote_python},
         )
-        state.steps("timed every mode")
+        state.steps("timed every mode" if recipe.on is None else f"timed every mode on {recipe.on}")
     refuse_failing(plan.targets, chosen, state.conversions, candidates, recipe.allow_degraded)
     return replace(state, chosen=chosen, candidates=candidates)
 

@@ -34,13 +34,14 @@ PRUNE_NORMS = ("l1", "l2")
 # Not written into a bundle's recipe: where this machine writes (out, force), what it shows (verbose),
 # and the trust decision to run code carried by a model file (unsafe_load), which must be made anew
 # for every file, never inherited from a recipe.
-MACHINE_LOCAL = ("out", "force", "verbose", "unsafe_load")
+# Nor the device `-q auto` is timed on (on, ssh_config, remote_python): the laptop's own SSH setup.
+MACHINE_LOCAL = ("out", "force", "verbose", "unsafe_load", "on", "ssh_config", "remote_python")
 
 # Field kinds for from_dict(): what a JSON or TOML value must be.
 _NAMES = ("targets", "keep_float", "prune_skip", "prune_include", "float_outputs", "min_accuracy")
 _CHANNELS = ("mean", "std")
-_PATHS = ("calibration", "labels", "targets_dir", "eval_data", "finetune_data", "out")
-_TEXT = ("quantization", "name", "prune_norm", "task")
+_PATHS = ("calibration", "labels", "targets_dir", "eval_data", "finetune_data", "out", "ssh_config")
+_TEXT = ("quantization", "name", "prune_norm", "task", "on", "remote_python")
 _INTS = ("calibration_size", "eval_size", "prune_block", "prune_channels_multiple", "finetune_epochs")
 _FLOATS = (
     "max_accuracy_drop",
@@ -95,6 +96,9 @@ class ConvertOptions:
     float_outputs: tuple[str, ...] = ()  # int8 with these outputs computed and returned in float
     min_accuracy: tuple[str, ...] = ()  # "PCT" (every labelled classifier output) or "NAME=PCT"
     max_channel_error: float = MAX_CHANNEL_ERROR  # raw outputs: worst channel's RMS error / RMS value
+    on: str | None = None  # -q auto: time the candidate modes on this device over SSH, not on the laptop
+    ssh_config: str | None = None
+    remote_python: str | None = None
 
     def __post_init__(self) -> None:
         for key, value in _normalised(self).items():
@@ -268,6 +272,10 @@ def validate(options: ConvertOptions) -> None:
     if o.task is not None and o.task not in TASKS:
         raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {o.task!r}")
     o.min_accuracy_by_output()
+    if o.on is not None and o.quantization != AUTO:
+        raise UsageError("--on times the candidate modes of -q auto on a device: use it with -q auto")
+    if (o.ssh_config is not None or o.remote_python is not None) and o.on is None:
+        raise UsageError("--ssh-config and --remote-python need --on HOST")
     if o.min_accuracy and o.eval_data is None:
         raise UsageError("--min-accuracy needs labelled --eval-data (a folder per class, or a .npz with x and y)")
     if o.float_outputs and o.quantization not in (None, "int8", AUTO):

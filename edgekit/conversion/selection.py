@@ -122,9 +122,12 @@ def choose_modes(
     name: str,
     inputs: ModelInputs,
     allow_degraded: bool,
+    device: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, str | None], dict[str, tuple[Candidate, ...]]]:
     """--quantize auto: time every converted mode once per thread count (through real bundles and the
-    device's Session, on one real input `sample`), then choose per target."""
+    device's Session, on one real input `sample`), then choose per target. With `device` (`on`,
+    `ssh_config`, `remote_python`) the modes are timed on that device over SSH, at the targets' own
+    thread counts: int8, float16 and float32 rank differently on a Cortex-A72 than on the laptop."""
     trials = {m: Trial(m, len(c.content), c.verdict) for m, c in conversions.items()}
     trials.update({m: Trial(m, None, None, failure) for m, failure in failures.items()})
     with temporary_folder("edgekit-auto-") as tmp:
@@ -132,11 +135,21 @@ def choose_modes(
         for mode, conversion in conversions.items():
             bundles[mode] = Path(tmp) / mode
             write_bundle(bundles[mode], name, targets[0], conversion, inputs, {}, False)
-        latencies = measure_latencies(bundles, [machine_threads(t) for t in targets], sample)
+        if device is None:
+            latencies = measure_latencies(bundles, [machine_threads(t) for t in targets], sample)
+        else:
+            from edgekit.remote.device_timing import latencies_on_device
+
+            host = device["on"]
+            threads = [t.threads for t in targets]
+            latencies = latencies_on_device(
+                host, bundles, threads, device.get("ssh_config"), device.get("remote_python")
+            )
     plan: dict[str, str | None] = {}
     candidates = {}
     for target in targets:
-        plan[target.name], candidates[target.name] = choose_mode(target, trials, latencies, allow_degraded)
+        threads = machine_threads(target) if device is None else target.threads
+        plan[target.name], candidates[target.name] = choose_mode(target, trials, latencies, allow_degraded, threads)
     return plan, candidates
 
 
@@ -145,10 +158,12 @@ def choose_mode(
     trials: Mapping[str, Trial],
     latencies: Mapping[tuple[str, int], LatencyStats],
     allow_degraded: bool = False,
+    threads: int | None = None,
 ) -> tuple[str | None, tuple[Candidate, ...]]:
     """The chosen mode for one target (None when no candidate passes and degraded models are not
-    allowed) and every candidate with the reason it was or was not chosen."""
-    threads = machine_threads(target)
+    allowed) and every candidate with the reason it was or was not chosen; `threads`: the thread
+    count its latencies were timed at (default: the target's, capped at this machine's cores)."""
+    threads = machine_threads(target) if threads is None else threads
     rows: dict[str, dict[str, Any]] = {}
     for mode in target.modes:
         trial = trials.get(mode)

@@ -192,3 +192,20 @@ def test_candidate_modes_timed_on_the_device(arm64_device, arm_bundles, digits, 
     assert all(stats.count == 5 and stats.p50 > 0 for stats in latencies.values())
     p50 = time_on_device(arm64_device.name, {"int8": models["int8"]}, 1, ssh_config=config)
     assert list(p50) == ["int8"] and p50["int8"] > 0
+
+
+def test_convert_auto_times_the_modes_on_the_device(arm64_device, digits, laptop, tmp_path):
+    """`convert -q auto --on HOST`: the candidate table's latencies come from the device (at the
+    target's thread count), the device is named in the progress, and the host stays out of the recipe."""
+    out = tmp_path / "auto"
+    result = edgekit_cli(
+        "convert", digits["model"], "-t", "rpi4", "-q", "auto", "--calibration", digits["calibration"],
+        "--labels", digits["labels"], "--out", out, "--json", *on(arm64_device), env=laptop,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    (bundle,) = report["bundles"]
+    timed = [row for row in bundle["candidates"] if row["p50_ms"] is not None]
+    assert timed and all(row["threads"] == 4 for row in timed)  # rpi4's 4 threads, not this machine's 2
+    manifest = json.loads((out / "digits-rpi4" / "edgekit.json").read_text())
+    assert "on" not in manifest["conversion"]["recipe"] and "ssh_config" not in manifest["conversion"]["recipe"]
