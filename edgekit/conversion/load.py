@@ -44,6 +44,9 @@ class SourceModel:
     tflite_content: bytes | None = None  # only for an existing .tflite
     quantization: str | None = None  # only for an existing .tflite: the mode it was converted with
     output_name: str = "output"
+    saved_model_path: Path | None = None  # an ONNX model's float SavedModel (onnx2tf), in `cleanup`'s folder
+    cleanup: Any = None  # a context manager: leaving it removes the source's temporary files
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # more for the manifest's source (ONNX)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Float outputs of the source model for a float32 batch (run in slices to bound memory)."""
@@ -57,7 +60,7 @@ class SourceModel:
         data = {"file": self.path.name, "kind": self.kind, "sha256": self.sha256}
         if self.quantization is not None:
             data["quantization"] = self.quantization
-        return data
+        return {**data, **self.details}
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Loaded:
 def load_inputs(model: str | os.PathLike[str], recipe: ConvertOptions) -> Loaded:
     """The model, its input contract (preprocessing, classes, labels) and the calibration and
     evaluation data, each loaded and preprocessed once."""
-    source = load_model(model, unsafe=recipe.unsafe_load)
+    source = load_model(model, unsafe=recipe.unsafe_load, input_shapes=recipe.input_shape, verbose=recipe.verbose)
     inputs = model_inputs(source.input_shape, source.output_shape, recipe.mean, recipe.std, recipe.labels)
     tensor, preprocess = inputs.tensor, inputs.preprocess
     calibration = None
@@ -91,9 +94,9 @@ def model_kind(path: Path) -> str:
             return "saved_model"
         raise InputError(f"{path}: folder is not a SavedModel (no saved_model.pb)")
     suffix = path.suffix.lower()
-    kinds = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
+    kinds = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite", ".onnx": "onnx"}
     if suffix not in kinds:
-        raise InputError(f"{path}: unknown model format (expected .keras, a SavedModel folder, .h5 or .tflite)")
+        raise InputError(f"{path}: unknown model format (expected .keras, a SavedModel folder, .h5, .tflite or .onnx)")
     return kinds[suffix]
 
 
@@ -108,8 +111,11 @@ def folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceModel:
-    """Load a model file for conversion; Keras files are loaded in safe mode unless `unsafe`."""
+def load_model(
+    path: str | os.PathLike[str], unsafe: bool = False, input_shapes: Any = None, verbose: bool = False
+) -> SourceModel:
+    """Load a model file for conversion; Keras files are loaded in safe mode unless `unsafe`; `input_shapes`
+    fixes an ONNX model's dynamic dimensions."""
     source = Path(path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -118,6 +124,8 @@ def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceMode
         return _load_keras(source, kind, unsafe)
     if kind == "saved_model":
         return _load_saved_model(source)
+    if kind == "onnx":
+        return _load_onnx(source, input_shapes, verbose)
     return _load_tflite(source)
 
 
@@ -238,6 +246,30 @@ def _load_saved_model(path: Path) -> SourceModel:
         predict_fn=predict,
         output_name=str(output_name),
         keras_model=loaded,  # keep the object alive: the signature refers to it
+    )
+
+
+def _load_onnx(path: Path, input_shapes: Any, verbose: bool) -> SourceModel:
+    from edgekit.conversion.onnx_model import load_onnx
+
+    model = load_onnx(path, input_shapes, verbose)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        model.workdir.close()
+        raise InputError(
+            f"{path}: edgekit converts models with one input and one output (this one has "
+            f"{len(model.inputs)} and {len(model.outputs)})"
+        )
+    return SourceModel(
+        path,
+        "onnx",
+        model.inputs[0].shape,
+        model.outputs[0].shape,
+        model.sha256,
+        predict_fn=model.predict_first,
+        output_name=model.outputs[0].name,
+        saved_model_path=model.saved_model_path,
+        cleanup=model.workdir,
+        details=model.to_dict(),
     )
 
 

@@ -29,8 +29,8 @@ INT16X8_NOTE = (
 def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path]:
     """A SavedModel folder for the converter. Keras 3 models are exported quietly: the same bytes
     as `from_keras_model`, without its long "Saved artifact" printout."""
-    if source.kind == "saved_model":
-        yield source.path
+    if source.kind == "saved_model" or source.saved_model_path is not None:
+        yield source.saved_model_path or source.path
         return
     if source.keras_model is None:
         raise InputError(f"{source.path}: a {source.kind} model cannot be converted again")
