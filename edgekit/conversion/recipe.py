@@ -39,6 +39,7 @@ _PATHS = ("calibration", "labels", "targets_dir", "eval_data", "finetune_data", 
 _TEXT = ("quantization", "name", "prune_norm")
 _INTS = ("calibration_size", "eval_size", "prune_block", "prune_channels_multiple", "finetune_epochs")
 _FLOATS = ("max_accuracy_drop", "min_agreement", "min_cosine", "prune", "prune_channels", "finetune_lr")
+_SHAPES = ("input_shape",)  # ONNX dynamic dimensions: "1,3,320,320" or "NAME=1,3,320,320", kept as written
 _BOOLS = ("archive", "force", "unsafe_load", "verbose", "allow_degraded", "auto_keep_float", "explain")
 
 
@@ -79,6 +80,7 @@ class ConvertOptions:
     finetune_data: str | None = None
     finetune_epochs: int | None = None  # None: defaults.FINETUNE_EPOCHS
     finetune_lr: float | None = None  # None: defaults.FINETUNE_LEARNING_RATE
+    input_shape: tuple[str, ...] = ()  # --input-shape: fixed shapes for an ONNX model's dynamic dimensions
 
     def __post_init__(self) -> None:
         for key, value in _normalised(self).items():
@@ -176,6 +178,8 @@ def _typed(data: Mapping[str, Any], where: str) -> dict[str, Any]:
         elif key in _CHANNELS:
             items = value if isinstance(value, (list, tuple)) else [value]
             ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        elif key in _SHAPES:
+            ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
         elif key in _PATHS:
             ok = isinstance(value, (str, os.PathLike))
         elif key in _TEXT:
@@ -207,6 +211,11 @@ def _normalised(options: ConvertOptions) -> dict[str, Any]:
             value = [value]
         names = tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
         changed[key] = names if names or key != "targets" else None
+    for key in _SHAPES:
+        value = getattr(options, key)
+        if isinstance(value, Mapping):  # Python callers: {"images": (1, 3, 320, 320)}
+            value = [f"{name}={','.join(map(str, dims))}" for name, dims in value.items()]
+        changed[key] = (value,) if isinstance(value, str) else tuple(value or ())
     for key in _CHANNELS:
         value = getattr(options, key)
         if value is not None:
