@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); apt-get update -q && \
 		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[convert,runtime,dev]"
+	$(PY) -m pip install --quiet -e ".[convert,runtime,dev,onnx]"
+	$(PY) -m pip install --quiet --no-deps $(ONNX_NO_DEPS)
 	touch $(STAMP)
+
+# The onnx extra's converters, without their dependencies (their pins would replace TensorFlow 2.21 and
+# numpy 2): onnx2tf makes a float SavedModel from a .onnx, onnxsim fixes its shapes, tf-keras runs onnx2tf.
+ONNX_NO_DEPS := onnx2tf==1.29.24 tf-keras==2.21.0 onnxsim==0.4.36
 
 # The digits sample: trained locally in ~20 s from scikit-learn's bundled digits (no download).
 sample: $(DIGITS)/digits.keras

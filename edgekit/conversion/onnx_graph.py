@@ -13,7 +13,10 @@ from typing import Any, Mapping, Sequence
 
 from edgekit.errors import ConversionError, InputError, UsageError
 
-INSTALL_HINT = "pip install 'edgekit[convert,onnx]'"
+# onnx2tf, tf-keras and onnxsim come without their dependencies: their pins would replace TensorFlow 2.21.
+INSTALL_HINT = (
+    "pip install 'edgekit[convert,onnx]' && pip install --no-deps onnx2tf==1.29.24 tf-keras==2.21.0 onnxsim==0.4.36"
+)
 # ONNX element types a float TFLite model can be made from; anything else (strings, complex numbers,
 # bfloat16, 8-bit floats) has no TFLite kernel to run on.
 CONVERTIBLE_TYPES = {
