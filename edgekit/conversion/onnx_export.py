@@ -122,8 +122,8 @@ def run_onnx2tf(
                 output_folder_path=str(onnx_file.parent / "onnx2tf"),
                 disable_model_save=True,  # the model is wrapped and saved here, with ONNX-layout edges
                 not_use_onnxsim=True,  # already run by simplify()
-                overwrite_input_shape=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()],
-                keep_shape_absolutely_input_names=list(shapes),
+                overwrite_input_shape=[f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()] or None,
+                keep_shape_absolutely_input_names=list(shapes) or None,  # inputs exactly as ONNX has them
                 non_verbose=not verbose,
                 verbosity="info" if verbose else "error",
             )

@@ -169,6 +169,66 @@ def unsupported_op(size: int = 32, seed: int = 5):
     return g.model({"images": (1, 3, size, size)}, {"out": (out, (1, 8))})
 
 
+def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 10):
+    """MobileNetV2's architecture (1.0x: inverted residuals, depthwise 3x3, ReLU6; 3.5 M parameters,
+    ~300 M MACs at 224), NCHW input "images", softmax "probs": a MobileNet-sized ONNX CNN."""
+    g = Graph(seed)
+    x, channels = g.conv("images", 3, 32, stride=2, act="relu6"), 32
+    for expand, out, repeat, first_stride in MOBILENET_V2_BLOCKS:
+        for i in range(repeat):
+            stride, hidden = (first_stride if i == 0 else 1), channels * expand
+            y = g.conv(x, channels, hidden, k=1, act="relu6") if expand != 1 else x
+            y = g.conv(y, hidden, hidden, stride=stride, groups=hidden, act="relu6")
+            y = g.conv(y, hidden, out, k=1, act=None)
+            x = g.op("Add", [x, y]) if stride == 1 and channels == out else y  # the inverted residual
+            channels = out
+    x = g.conv(x, channels, 1280, k=1, act="relu6")
+    scores = g.op("Softmax", [g.head(x, 1280, classes)], axis=1)
+    return g.model({"images": (1, 3, size, size)}, {"probs": (scores, (1, classes))})
+
+
+MOBILENET_V2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def yolo_detector(size: int = 320, classes: int = 80, seed: int = 11):
+    """A YOLO-style detector (YOLOv8's output format): a strided backbone, heads at strides 8, 16 and 32,
+    boxes decoded in the graph to pixels (cx, cy, w, h) and class scores (sigmoid) sharing one output
+    "output0" of shape [1, 4 + classes, anchors] (2100 anchors at 320)."""
+    g = Graph(seed)
+    x = g.conv("images", 3, 16, stride=2, act="silu")
+    x = g.conv(x, 16, 32, stride=2, act="silu")
+    levels, channels = [], 32
+    for stride, width in ((8, 64), (16, 128), (32, 256)):
+        x = g.conv(x, channels, width, stride=2, act="silu")
+        x = g.op("Add", [x, g.conv(g.conv(x, width, width, act="silu"), width, width, act="silu")])
+        levels.append((x, width, stride))
+        channels = width
+    boxes, scores = [], []
+    for feature, width, stride in levels:
+        side = size // stride
+        raw = g.conv(g.conv(feature, width, 64, act="silu"), 64, 4, k=1, act=None)
+        logits = g.conv(g.conv(feature, width, 64, act="silu"), 64, classes, k=1, act=None)
+        xy, wh = g.op("Split", [raw, g.constant(np.array([2, 2], np.int64), "split")], outputs=2, axis=1)
+        gy, gx = np.mgrid[0:side, 0:side].astype(np.float32)
+        grid = g.constant(np.stack([gx, gy])[None] + 0.5, "grid")
+        centre = g.op("Mul", [g.op("Add", [g.op("Tanh", [xy]), grid]), g.constant(np.float32(stride), "stride")])
+        size_ = g.op("Mul", [g.op("Sigmoid", [wh]), g.constant(np.float32(4 * stride), "scale")])
+        flat = g.constant(np.array([1, -1, side * side], np.int64), "shape")
+        boxes.append(g.op("Reshape", [g.op("Concat", [centre, size_], axis=1), flat]))
+        scores.append(g.op("Reshape", [g.op("Sigmoid", [logits]), flat]))
+    output = g.op("Concat", [g.op("Concat", boxes, axis=2), g.op("Concat", scores, axis=2)], axis=1)
+    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+    return g.model({"images": (1, 3, size, size)}, {"output0": (output, (1, 4 + classes, anchors))})
+
+
 def patterns(count: int, size: int = 32, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic labelled images, raw uint8 pixels in NCHW: stripes (horizontal, vertical, diagonal)
     and checkerboards with random period, phase, tint and noise; class = pattern."""
