@@ -48,4 +48,3 @@ def test_the_reference_is_onnxruntime(classifier_modes):
 def test_int8_is_a_quarter_of_float32(classifier_modes):
     converted = classifier_modes["converted"]
     assert len(converted["int8"].content) < 0.5 * len(converted["float32"].content)
-
