@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekit.bundle import MANIFEST_NAME, open_bundle, pack_archive, sha256_file
+from edgekit.bundle import MANIFEST_NAME, SCHEMA_VERSION, open_bundle, pack_archive, sha256_file
 from tests.conftest import ROOT, edgekit_cli
 
 RUNTIME_NOTE = "INFO: Created TensorFlow Lite XNNPACK delegate"
@@ -136,21 +136,24 @@ def w(digits, digits_bundles, tmp_path_factory) -> dict:
     edit_manifest(variant("manifest-files-type"), lambda d: d.update(files=["model.tflite"]))
     edit_manifest(variant("manifest-missing-field"), lambda d: d.pop("outputs"))
     edit_manifest(variant("manifest-dtype"), lambda d: d["inputs"][0].update(dtype="int9"))
-    edit_manifest(variant("manifest-mean-count"), lambda d: d["preprocess"].update(mean=[0.0, 1.0]))
+    edit_manifest(variant("manifest-mean-count"), lambda d: d["inputs"][0]["preprocess"].update(mean=[0.0, 1.0]))
     edit_manifest(variant("manifest-newer-schema"), lambda d: d.update(schema=99))
     edit_manifest(
         variant("manifest-traversal"),
         lambda d: d["files"].update({"../../etc/passwd": d["files"]["model.tflite"]}),
     )
     edit_manifest(variant("manifest-threads"), lambda d: d["target"].update(threads=100_000))
-    edit_manifest(variant("manifest-preprocess-size"), lambda d: d["preprocess"].update(size=[28, 28]))
-    edit_manifest(variant("manifest-preprocess-color"), lambda d: d["preprocess"].update(color="RGB", mean=[0.0]))
+    edit_manifest(variant("manifest-preprocess-size"), lambda d: d["inputs"][0]["preprocess"].update(size=[28, 28]))
+    edit_manifest(
+        variant("manifest-preprocess-color"), lambda d: d["inputs"][0]["preprocess"].update(color="RGB", mean=[0.0])
+    )
     edit_manifest(variant("manifest-scale"), lambda d: d["inputs"][0].update(scale=0.5))
     edit_manifest(variant("manifest-zero-point"), lambda d: d["inputs"][0].update(zero_point=None))
     edit_manifest(variant("manifest-output-shape"), lambda d: d["outputs"][0].update(shape=[1, 11]))
     dup = variant("manifest-duplicate-key")
     text = (dup / MANIFEST_NAME).read_text()
-    (dup / MANIFEST_NAME).write_text(text.replace('"schema": 1,', '"schema": 1,\n  "schema": 1,', 1))
+    schema = f'"schema": {SCHEMA_VERSION},'
+    (dup / MANIFEST_NAME).write_text(text.replace(schema, f"{schema}\n  {schema}", 1))
 
     files = root / "files"
     files.mkdir()

@@ -51,7 +51,13 @@ def test_manifest_round_trips(digits_bundles):
     assert data["schema"] == SCHEMA_VERSION
     assert data["quantization"] == "int8"
     assert data["inputs"][0]["dtype"] == "int8" and data["inputs"][0]["scale"] > 0
-    assert data["preprocess"] == {"size": [32, 32], "color": "L", "mean": [0.0], "std": [255.0], "layout": "NHWC"}
+    assert data["inputs"][0]["preprocess"] == {
+        "size": [32, 32],
+        "color": "L",
+        "mean": [0.0],
+        "std": [255.0],
+        "layout": "NHWC",
+    }
     assert set(data["files"]) == {"model.tflite", "labels.txt"}
     assert data["target"]["name"] == "x86_64" and data["target"]["budget_ms"] == 10.0
     assert data["target"]["runtime_requirement"]
@@ -186,8 +192,43 @@ def test_a_hand_written_manifest_parses_and_round_trips():
     manifest = _parse(_manifest(preprocess={"size": [4, 4], "color": "RGB", "mean": [1, 2, 3], "std": [2]}))
     assert manifest.inputs[0].quantized and not manifest.outputs[0].quantized
     assert manifest.preprocess.channels == 3 and manifest.preprocess.mean == (1.0, 2.0, 3.0)
-    assert manifest.budget_ms == 10.0 and manifest.threads == 1 and manifest.task == "classification"
+    assert manifest.budget_ms == 10.0 and manifest.threads == 1 and manifest.task == "classify"
     assert parse_manifest(manifest.to_json().encode(), "again") == manifest
+
+
+def test_schema_1_manifests_read_as_schema_2():
+    """edgekit 0.1 wrote `task` as classification/generic and one top-level `preprocess`."""
+    old = _manifest(
+        schema=1, task="classification", preprocess={"size": [2, 2], "color": "L", "mean": [0], "std": [255]}
+    )
+    manifest = _parse(old)
+    assert manifest.schema == 1 and manifest.task == "classify"
+    assert manifest.inputs[0].preprocess == manifest.preprocess and manifest.preprocess.size == (2, 2)
+    assert _parse(_manifest(schema=1, task="generic")).task == "raw"
+    with pytest.raises(InputError, match="task"):
+        _parse(_manifest(schema=2, task="classification"))
+
+
+def test_schema_2_keeps_preprocessing_per_input_and_labels_per_output():
+    image = {
+        "name": "image",
+        "shape": [1, 2, 2, 1],
+        "dtype": "float32",
+        "scale": None,
+        "zero_point": None,
+        "preprocess": {"size": [2, 2], "color": "L", "mean": [0], "std": [255]},
+    }
+    side = {"name": "side", "shape": [1, 3], "dtype": "float32", "scale": None, "zero_point": None}
+    head = {**TENSOR, "name": "kind", "labels": "kinds.txt"}
+    files = {"model.tflite": {"sha256": "0" * 64, "bytes": 8}, "kinds.txt": {"sha256": "1" * 64, "bytes": 4}}
+    manifest = _parse(_manifest(inputs=[image, side], outputs=[head, TENSOR], files=files, task="raw"))
+    assert manifest.preprocess.size == (2, 2) and manifest.inputs[1].preprocess is None
+    assert manifest.output_labels(0) == "kinds.txt" and manifest.output_labels(1) is None
+    assert parse_manifest(manifest.to_json().encode(), "again") == manifest
+    with pytest.raises(InputError, match=r"outputs\[0\].labels"):
+        _parse(_manifest(outputs=[{**head, "labels": "missing.txt"}], files=files))
+    with pytest.raises(InputError, match="named 'image'"):
+        _parse(_manifest(inputs=[image, {**side, "name": "image"}], files=files))
 
 
 TENSOR = {"name": "out", "shape": [1, 2], "dtype": "float32", "scale": None, "zero_point": None}
@@ -211,7 +252,7 @@ RGB = {"size": [4, 4], "color": "RGB", "mean": [0], "std": [255]}
         ({"files": {"model.tflite": {"sha256": "0" * 64, "bytes": -1}}}, "files['model.tflite'].bytes"),
         ({"files": {"labels.txt": {"sha256": "0" * 64, "bytes": 1}}}, "files: must list model.tflite"),
         ({"labels": "labels.txt"}, "labels:"),
-        ({"task": "detect"}, "task:"),
+        ({"task": "classification"}, "task:"),
         ({"name": ""}, "name: must not be empty"),
         ({"quantization": 8}, "quantization: expected a string"),
         ({"schema": 0}, "schema: unknown bundle schema"),

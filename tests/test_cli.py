@@ -218,8 +218,8 @@ def test_comma_separated_mean_and_std_reach_the_manifest(tiny_models, tmp_path):
     )  # fmt: skip
     assert code == 0, report
     manifest = json.loads((Path(report["bundles"][0]["path"]) / "edgekit.json").read_text())
-    assert manifest["preprocess"]["mean"] == [1.0, 2.0, 3.0]
-    assert manifest["preprocess"]["std"] == [4.0, 5.0, 6.0]
+    assert manifest["inputs"][0]["preprocess"]["mean"] == [1.0, 2.0, 3.0]
+    assert manifest["inputs"][0]["preprocess"]["std"] == [4.0, 5.0, 6.0]
     bad = edgekit_cli("convert", tiny_models["rgb"], "-t", "x86_64", "--mean", "1,x")
     assert_usage_error(bad, "--mean", "'x' is not a number")
 

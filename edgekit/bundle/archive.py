@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle.files import atomic_path
-from edgekit.bundle.manifest import ARCHIVE_SUFFIX, MAX_BUNDLE_FILES, plain_file_name, short_repr
+from edgekit.bundle.json_fields import plain_file_name, short_repr
+from edgekit.bundle.manifest import ARCHIVE_SUFFIX, MAX_BUNDLE_FILES
 from edgekit.errors import InputError
 
 MAX_ARCHIVE_BYTES = 1 << 30

@@ -6,16 +6,29 @@ every error names the file and the field (`edgekit.json: outputs[1].scale`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.bundle.files import sha256_file
+from edgekit.bundle.json_fields import (
+    expect,
+    is_int,
+    is_number,
+    numbers,
+    plain_file_name,
+    refuse_constant,
+    refuse_duplicates,
+    required,
+    short_repr,
+)
 from edgekit.errors import InputError
 
-SCHEMA_VERSION = 1
+# Schema 2 (edgekit 0.2): several inputs and outputs, preprocessing per input, labels per output, tasks
+# classify/detect/segment/raw and `postprocess`. Schema 1 manifests (edgekit 0.1) are read as schema 2.
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "edgekit.json"
 MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
@@ -25,7 +38,9 @@ MAX_MANIFEST_BYTES = 1 << 20
 # A manifest lists at most this many files (and an archive holds at most this many members).
 MAX_BUNDLE_FILES = 64
 COLOR_MODES = ("L", "RGB")
-TASKS = ("classification", "generic")
+TASKS = ("classify", "detect", "segment", "raw")
+# Schema 1's task names, as schema 2 reads them.
+SCHEMA_1_TASKS = {"classification": "classify", "generic": "raw"}
 LAYOUTS = ("NHWC", "NCHW")
 FLOAT_DTYPES = ("float16", "float32", "float64", "complex64")
 INTEGER_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "bool")
@@ -43,39 +58,58 @@ class TensorSpec:
     dtype: str
     scale: float | None = None
     zero_point: int | None = None
+    preprocess: Preprocess | None = None  # inputs: how an image becomes this input (image-shaped inputs)
+    labels: str | None = None  # outputs: a file of the bundle with one class name per line
 
     @property
     def quantized(self) -> bool:
         return self.dtype in ("int8", "uint8", "int16") and bool(self.scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "shape": list(self.shape),
             "dtype": self.dtype,
             "scale": self.scale,
             "zero_point": self.zero_point,
         }
+        if self.preprocess is not None:
+            data["preprocess"] = self.preprocess.to_dict()
+        if self.labels is not None:
+            data["labels"] = self.labels
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> TensorSpec:
-        _expect(data, dict, where)
-        name = _field(data, "name", str, where)
-        shape = _field(data, "shape", list, where)
-        if not all(_is_int(d) and d > 0 for d in shape):
+        expect(data, dict, where)
+        name = required(data, "name", str, where)
+        shape = required(data, "shape", list, where)
+        if not all(is_int(d) and d > 0 for d in shape):
             raise InputError(f"{where}.shape: expected a list of positive integers, got {short_repr(shape)}")
-        dtype = _field(data, "dtype", str, where)
+        dtype = required(data, "dtype", str, where)
         if dtype not in TENSOR_DTYPES:
             raise InputError(f"{where}.dtype: expected one of {', '.join(TENSOR_DTYPES)}, got {short_repr(dtype)}")
         scale = data.get("scale")
         zero_point = data.get("zero_point")
-        if scale is not None and not (_is_number(scale) and scale >= 0):
+        if scale is not None and not (is_number(scale) and scale >= 0):
             raise InputError(f"{where}.scale: expected a non-negative number or null, got {short_repr(scale)}")
-        if zero_point is not None and not _is_int(zero_point):
+        if zero_point is not None and not is_int(zero_point):
             raise InputError(f"{where}.zero_point: expected an integer or null, got {short_repr(zero_point)}")
         if (scale is None) != (zero_point is None):
             raise InputError(f"{where}: scale and zero_point come together (both numbers, or both null)")
-        return cls(name, tuple(shape), dtype, None if scale is None else float(scale), zero_point)
+        preprocess = data.get("preprocess")
+        labels = data.get("labels")
+        if labels is not None and not isinstance(labels, str):
+            raise InputError(f"{where}.labels: expected null or a file name, got {short_repr(labels)}")
+        return cls(
+            name,
+            tuple(shape),
+            dtype,
+            None if scale is None else float(scale),
+            zero_point,
+            None if preprocess is None else Preprocess.from_dict(preprocess, f"{where}.preprocess"),
+            labels,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,16 +138,16 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "preprocess") -> Preprocess:
-        _expect(data, dict, where)
-        size = _field(data, "size", list, where)
-        if len(size) != 2 or not all(_is_int(v) and v > 0 for v in size):
+        expect(data, dict, where)
+        size = required(data, "size", list, where)
+        if len(size) != 2 or not all(is_int(v) and v > 0 for v in size):
             raise InputError(f"{where}.size: expected [height, width] as positive integers, got {short_repr(size)}")
-        color = _field(data, "color", str, where)
+        color = required(data, "color", str, where)
         if color not in COLOR_MODES:
             raise InputError(f"{where}.color: expected one of {', '.join(COLOR_MODES)}, got {short_repr(color)}")
         channels = 1 if color == "L" else 3
-        mean = _numbers(_field(data, "mean", list, where), f"{where}.mean", channels)
-        std = _numbers(_field(data, "std", list, where), f"{where}.std", channels)
+        mean = numbers(required(data, "mean", list, where), f"{where}.mean", channels)
+        std = numbers(required(data, "std", list, where), f"{where}.std", channels)
         if any(s == 0 for s in std):
             raise InputError(f"{where}.std: must not be zero")
         layout = data.get("layout", "NHWC")
@@ -135,7 +169,10 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything the device half needs to know about a bundle (`edgekit.json`)."""
+    """Everything the device half needs to know about a bundle (`edgekit.json`).
+
+    `inputs` and `outputs` are in the `.tflite` interpreter's order, named as the source model names
+    them. `preprocess` is the first input's (`inputs[0].preprocess`): passing it here sets that."""
 
     name: str
     created_by: str
@@ -145,11 +182,20 @@ class Manifest:
     outputs: tuple[TensorSpec, ...]
     files: dict[str, FileEntry]
     preprocess: Preprocess | None = None
-    task: str = "classification"
-    labels: str | None = None
+    task: str = "classify"
+    labels: str | None = None  # the classifier output's labels file, kept at the top for 0.1 readers
     source: dict[str, Any] = field(default_factory=dict)
     conversion: dict[str, Any] = field(default_factory=dict)
+    postprocess: dict[str, Any] = field(default_factory=dict)  # task-specific (detect: format, coordinates)
     schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        inputs = tuple(self.inputs)
+        if self.preprocess is not None and inputs and inputs[0].preprocess is None:
+            inputs = (dataclasses.replace(inputs[0], preprocess=self.preprocess), *inputs[1:])
+        object.__setattr__(self, "inputs", inputs)
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "preprocess", inputs[0].preprocess if inputs else None)
 
     @property
     def budget_ms(self) -> float:
@@ -159,6 +205,13 @@ class Manifest:
     def threads(self) -> int:
         return int(self.target.get("threads", 1))
 
+    def output_labels(self, index: int) -> str | None:
+        """The labels file of output `index`: its own, or the top-level one for a single output."""
+        own = self.outputs[index].labels
+        if own is not None:
+            return own
+        return self.labels if len(self.outputs) == 1 else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
@@ -167,10 +220,10 @@ class Manifest:
             "target": dict(self.target),
             "quantization": self.quantization,
             "task": self.task,
-            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "labels": self.labels,
+            "postprocess": dict(self.postprocess),
             "files": {name: entry.to_dict() for name, entry in sorted(self.files.items())},
             "source": dict(self.source),
             "conversion": dict(self.conversion),
@@ -181,12 +234,12 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST_NAME) -> Manifest:
-        """Validate manifest data; errors name the field and what was expected."""
-        _expect(data, dict, where)
+        """Validate manifest data (schema 1 or 2); errors name the field and what was expected."""
+        expect(data, dict, where)
         if "schema" not in data:
             raise InputError(f"{where}: missing field 'schema'")
         schema = data["schema"]
-        if not _is_int(schema):
+        if not is_int(schema):
             raise InputError(f"{where}: schema: expected an integer, got {short_repr(schema)}")
         if schema > SCHEMA_VERSION:
             raise InputError(
@@ -195,48 +248,67 @@ class Manifest:
             )
         if schema < 1:
             raise InputError(f"{where}: schema: unknown bundle schema {schema} (expected 1 to {SCHEMA_VERSION})")
-        name = _field(data, "name", str, where, root=True)
+        name = required(data, "name", str, where, root=True)
         if not name:
             raise InputError(f"{where}: name: must not be empty")
-        created_by = _field(data, "created_by", str, where, root=True)
-        target = _target(_field(data, "target", dict, where, root=True), f"{where}: target")
-        quantization = _field(data, "quantization", str, where, root=True)
-        inputs = _field(data, "inputs", list, where, root=True)
-        outputs = _field(data, "outputs", list, where, root=True)
+        created_by = required(data, "created_by", str, where, root=True)
+        target = _target(required(data, "target", dict, where, root=True), f"{where}: target")
+        quantization = required(data, "quantization", str, where, root=True)
+        inputs = required(data, "inputs", list, where, root=True)
+        outputs = required(data, "outputs", list, where, root=True)
         if not inputs or not outputs:
             raise InputError(f"{where}: a bundle needs at least one input and one output")
-        entries = _file_entries(_field(data, "files", dict, where, root=True), f"{where}: files")
+        entries = _file_entries(required(data, "files", dict, where, root=True), f"{where}: files")
         labels = data.get("labels")
         if labels is not None and (not isinstance(labels, str) or labels not in entries):
             raise InputError(f"{where}: labels: expected null or the name of a file listed in 'files'")
-        preprocess = data.get("preprocess")
-        task = data.get("task", "classification")
+        input_specs = tuple(TensorSpec.from_dict(t, f"{where}: inputs[{i}]") for i, t in enumerate(inputs))
+        output_specs = tuple(TensorSpec.from_dict(t, f"{where}: outputs[{i}]") for i, t in enumerate(outputs))
+        for i, spec in enumerate(output_specs):
+            if spec.labels is not None and spec.labels not in entries:
+                raise InputError(f"{where}: outputs[{i}].labels: expected the name of a file listed in 'files'")
+        _unique_names(input_specs, f"{where}: inputs")
+        _unique_names(output_specs, f"{where}: outputs")
+        preprocess = data.get("preprocess")  # schema 1: the only input's
+        task = data.get("task", "classification" if schema == 1 else "classify")
+        if schema == 1:
+            task = SCHEMA_1_TASKS.get(task, task) if isinstance(task, str) else task
         if task not in TASKS:
-            raise InputError(f"{where}: task: expected 'classification' or 'generic', got {short_repr(task)}")
+            raise InputError(f"{where}: task: expected one of {', '.join(TASKS)}, got {short_repr(task)}")
         return cls(
             name=name,
             created_by=created_by,
             target=target,
             quantization=quantization,
-            inputs=tuple(TensorSpec.from_dict(t, f"{where}: inputs[{i}]") for i, t in enumerate(inputs)),
-            outputs=tuple(TensorSpec.from_dict(t, f"{where}: outputs[{i}]") for i, t in enumerate(outputs)),
+            inputs=input_specs,
+            outputs=output_specs,
             files=entries,
             preprocess=None if preprocess is None else Preprocess.from_dict(preprocess, f"{where}: preprocess"),
             task=task,
             labels=labels,
             source=_optional_dict(data, "source", where),
             conversion=_optional_dict(data, "conversion", where),
+            postprocess=_optional_dict(data, "postprocess", where),
             schema=schema,
         )
+
+
+def _unique_names(specs: tuple[TensorSpec, ...], where: str) -> None:
+    """Inputs are given by name (`--input NAME=PATH`, `.npz` keys) and outputs saved by name."""
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise InputError(f"{where}: two tensors are named {short_repr(spec.name)}; names must be unique")
+        seen.add(spec.name)
 
 
 def _target(target: dict[str, Any], where: str) -> dict[str, Any]:
     """The fields of the target profile that the device half reads must have usable values."""
     if "name" in target and not isinstance(target["name"], str):
         raise InputError(f"{where}.name: expected str, got {type(target['name']).__name__}")
-    if "budget_ms" in target and not (_is_number(target["budget_ms"]) and target["budget_ms"] > 0):
+    if "budget_ms" in target and not (is_number(target["budget_ms"]) and target["budget_ms"] > 0):
         raise InputError(f"{where}.budget_ms: expected a positive number, got {short_repr(target['budget_ms'])}")
-    if "threads" in target and not (_is_int(target["threads"]) and 1 <= target["threads"] <= MAX_THREADS):
+    if "threads" in target and not (is_int(target["threads"]) and 1 <= target["threads"] <= MAX_THREADS):
         got = short_repr(target["threads"])
         raise InputError(f"{where}.threads: expected an integer from 1 to {MAX_THREADS}, got {got}")
     return target
@@ -250,9 +322,9 @@ def _file_entries(files: dict[str, Any], where: str) -> dict[str, FileEntry]:
         fw = f"{where}[{name!r}]"
         if not plain_file_name(name) or name in (MANIFEST_NAME, SIGNATURE_NAME):
             raise InputError(f"{fw}: file names must be plain names of files inside the bundle")
-        _expect(entry, dict, fw)
-        digest = _field(entry, "sha256", str, fw)
-        size = _field(entry, "bytes", int, fw)
+        expect(entry, dict, fw)
+        digest = required(entry, "sha256", str, fw)
+        size = required(entry, "bytes", int, fw)
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise InputError(f"{fw}.sha256: expected 64 lowercase hex digits")
         if size < 0:
@@ -272,70 +344,9 @@ def _optional_dict(data: dict[str, Any], key: str, where: str) -> dict[str, Any]
     return value
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def short_repr(value: Any) -> str:
-    """A value for an error message, cut short: manifests and archives can be hostile."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _expect(value: Any, kind: type, where: str) -> None:
-    if not isinstance(value, kind):
-        raise InputError(f"{where}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
-
-
-def _kind_name(kind: type) -> str:
-    return {dict: "an object", list: "a list", str: "a string", int: "an integer"}.get(kind, kind.__name__)
-
-
-def _field(data: dict[str, Any], key: str, kind: type, where: str, root: bool = False) -> Any:
-    """data[key] of the given type; `where` is the file (root) or the path of the enclosing field."""
-    if key not in data:
-        raise InputError(f"{where}: missing field '{key}'")
-    value = data[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        name = f"{where}: {key}" if root else f"{where}.{key}"
-        raise InputError(f"{name}: expected {_kind_name(kind)}, got {_kind_name(type(value))}")
-    return value
-
-
-def _numbers(values: list[Any], where: str, channels: int) -> tuple[float, ...]:
-    if not values or not all(_is_number(v) for v in values):
-        raise InputError(f"{where}: expected a non-empty list of finite numbers")
-    if len(values) not in (1, channels):
-        expected = "1 value" if channels == 1 else f"1 or {channels} values"
-        raise InputError(f"{where}: expected {expected} (one per channel), got {len(values)}")
-    return tuple(float(v) for v in values)
-
-
 def file_entry(path: Path) -> FileEntry:
     """The manifest entry for a file being bundled."""
     return FileEntry(sha256_file(path), path.stat().st_size)
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers could pick different values for a duplicated key: a signed manifest must mean one thing.
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise _DuplicateKey(f"duplicate key {short_repr(key)}")
-        data[key] = value
-    return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def parse_manifest(content: bytes, where: str) -> Manifest:
@@ -343,9 +354,7 @@ def parse_manifest(content: bytes, where: str) -> Manifest:
     if len(content) > MAX_MANIFEST_BYTES:
         raise InputError(f"{where}: manifest is larger than {MAX_MANIFEST_BYTES} bytes, refused")
     try:
-        data = json.loads(
-            content.decode("utf-8"), object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
-        )
+        data = json.loads(content.decode("utf-8"), object_pairs_hook=refuse_duplicates, parse_constant=refuse_constant)
     except UnicodeDecodeError:
         raise InputError(f"{where}: not valid JSON (not UTF-8 text)") from None
     except RecursionError:
@@ -353,13 +362,3 @@ def parse_manifest(content: bytes, where: str) -> Manifest:
     except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN
         raise InputError(f"{where}: not valid JSON ({exc})") from None
     return Manifest.from_dict(data, where=where)
-
-
-def plain_file_name(name: Any) -> bool:
-    """A name that can only mean a file directly inside the bundle folder."""
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and not any(c in name for c in "/\\\x00")
-        and len(name.encode("utf-8", "surrogatepass")) <= 255
-    )

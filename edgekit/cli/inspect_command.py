@@ -47,7 +47,8 @@ def inspect(path: Path, as_json: bool) -> None:
         m = info.manifest
         out.print(
             f"manifest: schema {m['schema']}, {m['name']} for {m['target'].get('name')} "
-            f"({m['quantization']}), created by {m['created_by']}, preprocess {m['preprocess']}"
+            f"({m['quantization']}), task {m['task']}, created by {m['created_by']}, "
+            f"preprocess {m['inputs'][0].get('preprocess')}"
         )
     recipe = recipe_of(info)
     if recipe:

@@ -106,7 +106,7 @@ def write_bundle(
             outputs=conversion.outputs,
             files=files,
             preprocess=preprocess,
-            task="classification" if is_classifier else "generic",
+            task="classify" if is_classifier else "raw",
             labels=LABELS_NAME if labels else None,
             source=source,
             conversion=conversion_record(conversion, recipe),

@@ -207,7 +207,7 @@ class Session:
         return [dequantize(y, spec) for y, spec in zip(self.outputs(), self.manifest.outputs)]
 
     def summarize(self, name: str, outputs: list[np.ndarray], top_k: int) -> InputResult:
-        if self.manifest.task == "classification":
+        if self.manifest.task == "classify":
             scores = outputs[0].reshape(-1)
             k = max(1, min(top_k, scores.size))
             best = np.argsort(-scores, kind="stable")[:k]

@@ -29,7 +29,7 @@ def test_every_mode_converts_with_the_right_tensors(digits_bundles):
         assert manifest["quantization"] == mode
         assert manifest["inputs"][0]["dtype"] == dtypes[mode] == manifest["outputs"][0]["dtype"]
         assert manifest["inputs"][0]["shape"] == [1, 32, 32, 1] and manifest["outputs"][0]["shape"] == [1, 10]
-        assert manifest["task"] == "classification" and manifest["labels"] == "labels.txt"
+        assert manifest["task"] == "classify" and manifest["labels"] == "labels.txt"
         fidelity = manifest["conversion"]["fidelity"]
         assert fidelity["top1_agreement"] >= 0.98 and fidelity["cosine"] > 0.99
 
@@ -145,7 +145,9 @@ def test_mean_std_are_validated_per_channel_and_written_into_the_bundle(digits, 
         pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", mean=[1, 2, 3], out=tmp_path)
     pipeline.convert(digits["model"], targets=["x86_64"], quantization="float32", mean=[10], std=[200], out=tmp_path)
     manifest = json.loads((tmp_path / "digits-x86_64" / MANIFEST_NAME).read_text())
-    assert manifest["preprocess"]["mean"] == [10.0] and manifest["preprocess"]["std"] == [200.0]
+    assert manifest["inputs"][0]["preprocess"]["mean"] == [10.0] and manifest["inputs"][0]["preprocess"]["std"] == [
+        200.0
+    ]
     image = sorted(digits["images"].glob("*.png"))[0]
     pixels = np.asarray(Image.open(image).convert("L").resize((32, 32)), dtype=np.float32)
     with open_bundle(tmp_path / "digits-x86_64") as bundle:

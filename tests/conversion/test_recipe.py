@@ -125,7 +125,7 @@ def test_the_readme_example_and_its_recipe_convert_the_same_bundle_again(digits,
     again = pipeline.convert("digits.keras", recipe="bundles/digits-rpi4/edgekit.json", out="again")
     second = json.loads((tmp_path / "again" / "digits-rpi4" / MANIFEST_NAME).read_text())
     assert second["conversion"]["recipe"] == recipe
-    for key in ("quantization", "inputs", "outputs", "preprocess", "target", "task"):
+    for key in ("quantization", "inputs", "outputs", "target", "task"):
         assert second[key] == manifest[key]
     first_model = (tmp_path / "bundles" / "digits-rpi4" / "model.tflite").read_bytes()
     assert (tmp_path / "again" / "digits-rpi4" / "model.tflite").read_bytes() == first_model
