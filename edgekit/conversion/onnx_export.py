@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.conversion.onnx_graph import INSTALL_HINT, OnnxTensor
+from edgekit.conversion.onnx_graph import INSTALL_HINT, OnnxTensor, unique_name
 from edgekit.conversion.quiet import import_tensorflow, quiet_native_output
 from edgekit.errors import ConversionError, InputError
 
@@ -206,13 +206,7 @@ def channels_last(rank: int) -> tuple[int, ...]:
 def signature_name(name: str, used: set[str]) -> str:
     """An ONNX tensor name as a SavedModel signature key (letters, digits, `_`, `.`, `-`, `/`)."""
     key = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name) or "tensor"
-    key = key if re.match(r"[A-Za-z]", key) else f"t_{key}"
-    candidate, count = key, 1
-    while candidate in used:
-        count += 1
-        candidate = f"{key}_{count}"
-    used.add(candidate)
-    return candidate
+    return unique_name(key if re.match(r"[A-Za-z]", key) else f"t_{key}", used)
 
 
 def write_saved_model(

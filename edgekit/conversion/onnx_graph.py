@@ -210,6 +210,11 @@ def _scope_name(name: str, used: set[str]) -> str:
     if not TF_NAME.match(name):
         name = re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", name)
         name = name if re.match(r"[A-Za-z0-9.]", name) else f"n{name}"
+    return unique_name(name, used)
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`, ... : the first not in `used` (which then holds it)."""
     candidate, count = name, 1
     while candidate in used:
         count += 1
