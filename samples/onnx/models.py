@@ -150,6 +150,36 @@ def segmenter(size: int = 64, classes: int = 4, seed: int = 3):
     return g.model({"images": (1, 3, size, size)}, {"mask": (logits, (1, classes, size, size))})
 
 
+def many_ops(size: int = 32, seed: int = 6):
+    """Ops whose NCHW semantics onnx2tf must translate: batch norm, max pool, a channel Concat, a
+    transposed convolution, a nearest 2x Resize, and a Flatten straight after a convolution (element order
+    matters) feeding a Gemm; outputs a vector ("embedding") and an NCHW map ("heat")."""
+    g = Graph(seed)
+    x = g.conv("images", 3, 8, act=None)
+    c = 8
+    bn = [
+        g.constant(v.astype(np.float32), "bn")
+        for v in (
+            g.rng.uniform(0.5, 1.5, c),
+            g.rng.normal(0, 0.1, c),
+            g.rng.normal(0, 0.1, c),
+            g.rng.uniform(0.5, 1.5, c),
+        )
+    ]
+    x = g.op("Relu", [g.op("BatchNormalization", [x, *bn])])
+    x = g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    x = g.op("Concat", [x, g.conv(x, 8, 8)], axis=1)
+    w = g.rng.normal(0, 0.2, (16, 4, 2, 2)).astype(np.float32)
+    up = g.op("ConvTranspose", [x, g.constant(w)], kernel_shape=[2, 2], strides=[2, 2])
+    heat = g.op("Sigmoid", [g.op("Resize", [up, "", g.constant(np.array([1, 1, 2, 2], np.float32))], mode="nearest")])
+    small = g.conv(x, 16, 4, stride=2, act=None)
+    embedding = g.dense(g.op("Flatten", [small]), 4 * (size // 4) ** 2, 6)
+    side = size * 2  # max pool halves, the transposed convolution and the resize double
+    return g.model(
+        {"images": (1, 3, size, size)}, {"embedding": (embedding, (1, 6)), "heat": (heat, (1, 4, side, side))}
+    )
+
+
 def custom_op(size: int = 32, seed: int = 4):
     """A model with an op of a custom domain, which no converter knows (nor onnxruntime)."""
     g = Graph(seed)

@@ -82,3 +82,30 @@ def test_two_outputs_keep_their_order_names_and_layout(onnx_files):
     for key, reference in zip(model.signature_outputs, expected):
         assert got[key].shape == reference.shape
         np.testing.assert_allclose(got[key], reference, atol=1e-4)
+
+
+def test_ops_with_nchw_semantics_convert_faithfully(onnx_builders, tmp_path):
+    """Batch norm, max pool, a channel Concat, ConvTranspose, a nearest Resize and a Flatten right after
+    a convolution: load_onnx itself refuses a float SavedModel that strays from onnxruntime."""
+    from edgekit.conversion.onnx_model import load_onnx
+
+    model = load_onnx(onnx_builders.save(onnx_builders.many_ops(), tmp_path / "many_ops.onnx"))
+    try:
+        assert [(t.name, t.shape) for t in model.outputs] == [("embedding", (1, 6)), ("heat", (1, 4, 64, 64))]
+    finally:
+        model.workdir.close()
+
+
+def test_a_float_model_that_strays_from_onnxruntime_is_refused(onnx_files, monkeypatch):
+    """Were an output's layout misread (here: forced), the check against onnxruntime refuses the model
+    before anything is quantized, and the temporary folder goes."""
+    import edgekit.conversion.onnx_model as onnx_model
+    from edgekit.conversion.onnx_export import EdgeLayout
+    from edgekit.errors import ConversionError
+
+    monkeypatch.setattr(onnx_model, "output_layouts", lambda keras_model, outputs, shapes: (EdgeLayout("mask", None),))
+    folders = []
+    monkeypatch.setattr(onnx_model.OnnxWorkdir, "close", lambda self: folders.append(self.path) or self._finalizer())
+    with pytest.raises(ConversionError, match="mask.*onnxruntime gives"):
+        onnx_model.load_onnx(onnx_files["segmenter"])
+    assert folders and not folders[0].exists()
