@@ -228,7 +228,7 @@ MOBILENET_V2_BLOCKS = (
 )
 
 
-def yolo_detector(size: int = 320, classes: int = 80, seed: int = 11):
+def yolo_detector(size: int = 320, classes: int = 80, seed: int = 11, strides: Sequence[int] = (8, 16, 32)):
     """A YOLO-style detector (YOLOv8's output format): a strided backbone, heads at strides 8, 16 and 32,
     boxes decoded in the graph to pixels (cx, cy, w, h) and class scores (sigmoid) sharing one output
     "output0" of shape [1, 4 + classes, anchors] (2100 anchors at 320)."""
@@ -236,7 +236,7 @@ def yolo_detector(size: int = 320, classes: int = 80, seed: int = 11):
     x = g.conv("images", 3, 16, stride=2, act="silu")
     x = g.conv(x, 16, 32, stride=2, act="silu")
     levels, channels = [], 32
-    for stride, width in ((8, 64), (16, 128), (32, 256)):
+    for stride, width in ((s, 8 * s) for s in strides):
         x = g.conv(x, channels, width, stride=2, act="silu")
         x = g.op("Add", [x, g.conv(g.conv(x, width, width, act="silu"), width, width, act="silu")])
         levels.append((x, width, stride))
@@ -255,7 +255,7 @@ def yolo_detector(size: int = 320, classes: int = 80, seed: int = 11):
         boxes.append(g.op("Reshape", [g.op("Concat", [centre, size_], axis=1), flat]))
         scores.append(g.op("Reshape", [g.op("Sigmoid", [logits]), flat]))
     output = g.op("Concat", [g.op("Concat", boxes, axis=2), g.op("Concat", scores, axis=2)], axis=1)
-    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+    anchors = sum((size // s) ** 2 for s in strides)
     return g.model({"images": (1, 3, size, size)}, {"output0": (output, (1, 4 + classes, anchors))})
 
 
