@@ -18,9 +18,9 @@ from edgekit.cli.options import (
     json_option,
     labels_option,
     names_option,
-    numbers_option,
     option,
     size_option,
+    split_names,
     targets_dir_option,
     threshold_options,
     unsafe_load_option,
@@ -28,6 +28,32 @@ from edgekit.cli.options import (
 )
 from edgekit.cli.output import python_warnings, reports_errors
 from edgekit.cli.progress_bar import ProgressBar
+
+
+def _split_items(ctx: click.Context, param: click.Parameter, values: Any) -> list[str]:
+    return split_names(values)
+
+
+def _channel_values(ctx: click.Context, param: click.Parameter, values: Any) -> list[Any] | None:
+    """`--mean 127.5`, `--mean 123.7,116.3,103.5`, or `--mean image=127.5 --mean depth=0.5` per input."""
+    result: list[Any] = []
+    for value in values:
+        if "=" in value:
+            result.append(value.strip())
+            continue
+        for part in split_names([value]):
+            try:
+                result.append(float(part))
+            except ValueError:
+                raise click.BadParameter(f"{part!r} is not a number (or NAME=VALUES)") from None
+    return result or None
+
+
+def channel_values_option(name: str, help: str) -> Any:
+    return option(
+        name, multiple=True, metavar="X[,X...]|NAME=X[,X...]", callback=_channel_values, help=help, panel=INPUTS
+    )
+
 
 INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
     "Inputs and preprocessing",
@@ -62,15 +88,15 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
     "How many calibration samples to use (spread evenly over the data).",
     panel=INPUTS,
 )
-@numbers_option(
+@channel_values_option(
     "--mean",
-    f"Pixel mean on 0-255 values: one value or one per channel (comma-separated). Default {defaults.MEAN:g}.",
-    panel=INPUTS,
+    f"Pixel mean on 0-255 values: one value or one per channel (comma-separated). Default {defaults.MEAN:g}. "
+    "With several image inputs: NAME=VALUES, repeated per input.",
 )
-@numbers_option(
+@channel_values_option(
     "--std",
-    f"Pixel std on 0-255 values: one value or one per channel. Default {defaults.STD:g}, i.e. inputs in [0, 1].",
-    panel=INPUTS,
+    f"Pixel std on 0-255 values: one value or one per channel. Default {defaults.STD:g}, i.e. inputs in [0, 1]. "
+    "With several image inputs: NAME=VALUES.",
 )
 @labels_option("Text file with one class label per line.", panel=INPUTS)
 @eval_data_option(
@@ -118,10 +144,33 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
     panel=QUANTIZATION,
     help="int8 with its worst layers in float, as few as it takes to pass the checks.",
 )
+@names_option(
+    "--float-outputs",
+    "int8 with these outputs (model output names) computed and returned in float, e.g. a head that packs boxes "
+    "in pixels beside 0-1 scores. --auto-keep-float does it by itself for an output that fails its check.",
+    panel=QUANTIZATION,
+)
+@option(
+    "--task",
+    type=click.Choice(["classify", "detect", "segment", "raw"]),
+    panel=INPUTS,
+    help="What the model does, recorded in the bundle for `edgekit run`. Default: inferred where unambiguous "
+    "(one class-score output: classify; TFLite_Detection_PostProcess's four outputs or a YOLO head: detect), else raw.",
+)
 @option(
     "--explain", is_flag=True, panel=QUANTIZATION, help="Add the int8 layer-by-layer error report (as edgekit debug)."
 )
 @threshold_options(panel=CHECKS)
+@option(
+    "--min-accuracy",
+    multiple=True,
+    metavar="PCT|NAME=PCT",
+    callback=_split_items,
+    panel=CHECKS,
+    help="Fail (exit 4, nothing written) when a bundle's top-1 accuracy on labelled --eval-data is below PCT "
+    "percent: for every labelled classifier output, or for output NAME (repeatable). Works for every input "
+    "format, .tflite included.",
+)
 @option(
     "--allow-degraded",
     is_flag=True,

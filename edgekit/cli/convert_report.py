@@ -49,9 +49,40 @@ def render(report: Any, as_json: bool) -> None:
             right=("size", "vs float32", "convert s", "top-1 agree", "cosine", "accuracy"),
         )
     )
+    render_outputs(report)
     render_checks(report)
     if report.pruning is not None:
         render_pruning(report.pruning)
+
+
+def render_outputs(report) -> None:
+    """With several outputs: every output's figures per bundle, the worst one marked."""
+    bundles = [b for b in report.bundles if len(b.fidelities) > 1]
+    if not bundles:
+        return
+    rows = []
+    for b in bundles:
+        worst = b.fidelity.output
+        for f in b.fidelities:
+            accuracy = b.accuracies.get(f.output)
+            rows.append(
+                [
+                    b.target,
+                    b.mode,
+                    f.output + (" (worst)" if f.output == worst else ""),
+                    f"{f.cosine:.5f}",
+                    "-" if f.channel_cosine is None else f"{f.channel_cosine:.4f}",
+                    f"{f.max_abs_error:.4g}",
+                    f"{f.mean_abs_error:.4g}",
+                    "-" if f.top1_agreement is None else f"{f.top1_agreement:.3f}",
+                    "-" if f.box_match is None else f"{f.box_match:.3f}",
+                    "-" if accuracy is None else f"{accuracy.converted:.2%}",
+                    "float" if f.output in b.float_outputs else "",
+                ]
+            )
+    columns = ["target", "mode", "output", "cosine", "worst channel", "max abs", "mean abs", "top-1", "boxes"]
+    right = ("cosine", "worst channel", "max abs", "mean abs", "top-1", "boxes", "accuracy")
+    console().print(table(f"{report.name} ({report.task}): every output", [*columns, "accuracy", "kept"], rows, right))
 
 
 def render_checks(report) -> None:
@@ -100,6 +131,10 @@ def render_checks(report) -> None:
             out.print(mixed_line(f"bundled: int8 with {kept} in float", result.chosen))
         else:
             out.print("int8 passes the checks as it is: nothing kept in float")
+    if report.float_outputs is not None:
+        kept = report.float_outputs
+        out.print(mixed_line("int8", kept.int8))
+        out.print(mixed_line(f"int8 with output(s) {', '.join(kept.outputs)} in float", kept.model))
     if report.explain is not None:
         out.print(layer_table(report.explain.layers, 10, "int8 error per layer, worst first (edgekit debug has more)"))
         if report.keep_float is None and report.explain.int8 is not None:

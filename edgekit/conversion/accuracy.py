@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.conversion.inputs import Samples
+from edgekit.conversion.inputs import Samples, take
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,17 @@ def output_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((outputs.reshape(len(outputs), -1).argmax(axis=1) == labels).mean())
 
 
-def model_accuracy(predict: Callable[[np.ndarray], np.ndarray], data: Samples, batch: int = 256) -> float:
-    """Top-1 accuracy of a model (its `predict` on a batch) on labelled samples, run in batches."""
-    assert data.y is not None
-    outputs = np.concatenate([np.asarray(predict(data.x[i : i + batch])) for i in range(0, len(data), batch)])
-    return output_accuracy(outputs, data.y)
+def model_accuracy(
+    predict: Callable[[Any], Any], data: Samples, output_names: Sequence[str] = (), batch: int = 256
+) -> float:
+    """Top-1 accuracy of a model on labelled samples, run in batches: `predict` takes inputs by name and
+    answers one array (one output) or a list (model order, named by `output_names`). The first
+    labelled output is measured (the classifier's)."""
+    assert data.y
+    name, labels = next(iter(data.y.items()))
+    index = list(output_names).index(name) if name in output_names else 0
+    parts = []
+    for i in range(0, len(data), batch):
+        answer = predict(take(data.x, slice(i, i + batch)))
+        parts.append(np.asarray(answer[index] if isinstance(answer, (list, tuple)) else answer))
+    return output_accuracy(np.concatenate(parts), labels)

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgekit import __version__
-from edgekit.bundle import LABELS_NAME, MANIFEST_NAME, MODEL_NAME, Manifest, Preprocess, file_entry, staged_folder
+from edgekit.bundle import LABELS_NAME, MANIFEST_NAME, MODEL_NAME, Manifest, file_entry, staged_folder
 from edgekit.conversion.accuracy import Accuracy
+from edgekit.conversion.contract import ModelInputs
+from edgekit.conversion.fidelity import Fidelity
 from edgekit.conversion.quantize import INT16X8_NOTE
-from edgekit.conversion.verify import Fidelity, ModeConversion
+from edgekit.conversion.verify import ModeConversion
 from edgekit.targets import Target
 
 
@@ -33,6 +35,9 @@ class BundleResult:
     problems: tuple[str, ...] = ()  # thresholds missed (written anyway only with --allow-degraded)
     keep_float: tuple[str, ...] = ()
     float_layers: tuple[str, ...] = ()
+    fidelities: tuple[Fidelity, ...] = ()  # every output's, in model order (`fidelity` is the worst)
+    accuracies: dict[str, Accuracy] = field(default_factory=dict)  # per labelled classifier output
+    float_outputs: tuple[str, ...] = ()
     candidates: tuple[Any, ...] | None = None  # --quantize auto: every mode considered (selection.Candidate)
 
     @property
@@ -51,7 +56,10 @@ class BundleResult:
             "size_ratio": None if self.size_ratio is None else round(self.size_ratio, 4),
             "conversion_seconds": round(self.conversion_seconds, 3),
             "fidelity": self.fidelity.to_dict(),
+            "outputs": [f.to_dict() for f in self.fidelities or (self.fidelity,)],
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
+            "accuracy_by_output": {k: v.to_dict() for k, v in self.accuracies.items()},
+            "float_outputs": list(self.float_outputs),
             "agreement": self.fidelity.top1_agreement,
             "degraded": self.degraded,
             "problems": list(self.problems),
@@ -63,9 +71,16 @@ class BundleResult:
 
 def conversion_record(conversion: ModeConversion, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest's `conversion` entry: how the model was made (the recipe) and how faithful it is."""
-    record: dict[str, Any] = {"seconds": round(conversion.seconds, 3), "fidelity": conversion.fidelity.to_dict()}
+    record: dict[str, Any] = {
+        "seconds": round(conversion.seconds, 3),
+        "fidelity": conversion.fidelity.to_dict(),  # the worst output's (it names the output)
+        "outputs": {f.output: f.to_dict() for f in conversion.fidelities},
+    }
     if conversion.accuracy is not None:
         record["accuracy"] = conversion.accuracy.to_dict()
+        record["accuracy_by_output"] = {k: v.to_dict() for k, v in conversion.accuracies.items()}
+    if conversion.float_outputs:
+        record["float_outputs"] = list(conversion.float_outputs)
     if conversion.keep_float:
         record["keep_float"] = list(conversion.keep_float)
         record["float_layers"] = list(conversion.float_layers)
@@ -84,31 +99,39 @@ def write_bundle(
     name: str,
     target: Target,
     conversion: ModeConversion,
-    preprocess: Preprocess | None,
-    labels: Sequence[str] | None,
-    is_classifier: bool,
+    inputs: ModelInputs,
     source: dict[str, Any],
     force: bool,
     recipe: dict[str, Any] | None = None,
 ) -> None:
-    """Write one bundle folder atomically: staged next to its final place, then renamed."""
+    """Write one bundle folder atomically: staged next to its final place, then renamed. Each input
+    carries its preprocessing, the classifier output its labels."""
+    labels = inputs.labels
     with staged_folder(path, force) as staging:
         (staging / MODEL_NAME).write_bytes(conversion.content)
         if labels:
             (staging / LABELS_NAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
         files = {p.name: file_entry(p) for p in sorted(staging.iterdir())}
+        tensors_in = tuple(
+            replace(t, preprocess=inputs.image_preprocess(t.name) if t.name in inputs.names else None)
+            for t in conversion.inputs
+        )
+        tensors_out = tuple(
+            replace(t, labels=LABELS_NAME if labels and k == inputs.classifier else None)
+            for k, t in enumerate(conversion.outputs)
+        )
         manifest = Manifest(
             name=name,
             created_by=f"edgekit {__version__}",
             target=target.to_dict(),
             quantization=conversion.mode,
-            inputs=conversion.inputs,
-            outputs=conversion.outputs,
+            inputs=tensors_in,
+            outputs=tensors_out,
             files=files,
-            preprocess=preprocess,
-            task="classify" if is_classifier else "raw",
+            task=inputs.task,
             labels=LABELS_NAME if labels else None,
             source=source,
             conversion=conversion_record(conversion, recipe),
+            postprocess=dict(inputs.postprocess or {}),
         )
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")

@@ -86,7 +86,9 @@ def debug(
         labels=labels,
         unsafe_load=unsafe_load,
         verbose=verbose,
-        **thresholds.to_dict(),
+        min_agreement=thresholds.min_agreement,
+        min_cosine=thresholds.min_cosine,
+        max_accuracy_drop=thresholds.max_accuracy_drop,
     )
     report = Steps(progress, 3)  # calibrated, layer errors, int8 judged; the search adds its own
     with quiet_warnings(verbose):
@@ -96,8 +98,11 @@ def debug(
             raise InputError(f"{source.path}: debugging quantization needs the float source model, not a .tflite")
         checks = verification_set(source, loaded.inputs, loaded.calibration, loaded.evaluation)
         require_labels_for_accuracy_gate(thresholds, checks)
+        assert loaded.calibration is not None
         with saved_model_dir(source, verbose) as export_dir:
-            debugger = QuantizationDebug(export_dir, loaded.calibration, source.keras_model, verbose)
+            debugger = QuantizationDebug(
+                export_dir, source.signature_batch(loaded.calibration), source.keras_model, verbose
+            )
         report("calibrated")
         layers = debugger.layer_errors(debug_samples(checks.x))
         report("measured layer errors")
@@ -114,7 +119,7 @@ def debug(
             suggestion = search_keep_float(debugger, layers, judged, int8, progress=report)
     return DebugReport(
         model=str(model),
-        samples=min(len(checks.x), DEBUG_SAMPLES),
+        samples=min(checks.samples, DEBUG_SAMPLES),
         layers=tuple(layers),
         int8=int8,
         suggestion=suggestion,

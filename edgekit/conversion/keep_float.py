@@ -178,3 +178,47 @@ def mixed_conversion(
         return int8
     checked = verify_conversion("int8", mixed.chosen.content, int8.seconds, checks, thresholds)
     return replace(checked, keep_float=mixed.chosen.layers, float_layers=mixed.chosen.float_layers)
+
+
+@dataclass(frozen=True)
+class FloatOutputs:
+    """int8 with some outputs computed and returned in float (--float-outputs, or --auto-keep-float when
+    an output fails its check): the model's inputs and outputs are float, dequantized inside."""
+
+    how: str  # "requested" or "auto"
+    outputs: tuple[str, ...]
+    model: MixedModel
+    int8: MixedModel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "how": self.how,
+            "outputs": list(self.outputs),
+            "mixed": self.model.to_dict(),
+            "int8": self.int8.to_dict(),
+        }
+
+
+def keep_outputs_float(
+    debugger: QuantizationDebug,
+    outputs: Sequence[str],
+    int8: ModeConversion,
+    how: str,
+    checks: VerificationSet,
+    thresholds: Thresholds,
+) -> tuple[FloatOutputs, ModeConversion]:
+    """int8 with the ops producing `outputs` (source names) in float and float I/O: one output that
+    packs values of very different ranges (boxes in pixels beside 0-1 scores) keeps them all."""
+    names = list(checks.outputs)
+    unknown = [o for o in outputs if o not in names]
+    if unknown:
+        raise InputError(
+            f"--float-outputs {unknown[0]}: the model has no output of that name (outputs: {', '.join(names)})"
+        )
+    tensors = debugger.output_tensors()
+    content = debugger.quantize(tuple(tensors[names.index(o)] for o in outputs))
+    checked = verify_conversion("int8", content, int8.seconds, checks, thresholds)
+    checked = replace(checked, float_outputs=tuple(outputs))
+    model = MixedModel((), content, checked.verdict, tuple(outputs))
+    baseline = MixedModel((), int8.content, int8.verdict)
+    return FloatOutputs(how, tuple(outputs), model, baseline), checked

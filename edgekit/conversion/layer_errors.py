@@ -25,12 +25,12 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from edgekit import defaults
-from edgekit.conversion.inputs import evenly_spaced
+from edgekit.conversion.inputs import batch_size, evenly_spaced, take
 from edgekit.conversion.quantize import make_converter, run_converter
 from edgekit.conversion.quiet import import_tensorflow, quiet_native_output
 from edgekit.errors import InputError
@@ -79,11 +79,20 @@ class QuantizationDebug:
     """One int8 calibration of a model under TFLite's QuantizationDebugger: per-layer errors, and int8
     models with chosen layers kept in float."""
 
-    def __init__(self, export_dir: Path, calibration: np.ndarray, keras_model: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        export_dir: Path,
+        calibration: Mapping[str, np.ndarray],
+        keras_model: Any = None,
+        verbose: bool = False,
+        float_outputs: bool = False,
+    ):
+        """`calibration` is keyed by the export's signature inputs; `float_outputs`: int8 models with
+        float outputs (dequantized inside), for outputs kept in float."""
         tf = import_tensorflow()
         self._tf = tf
         self._verbose = verbose
-        converter = make_converter(export_dir, "int8", calibration)
+        converter = make_converter(export_dir, "int8", calibration, float_outputs=float_outputs)
 
         def build() -> Any:
             with warnings.catch_warnings():
@@ -92,9 +101,10 @@ class QuantizationDebug:
 
         self.debugger = run_converter(build, "int8 (quantization debugger)", verbose)
         self._layer_names = keras_layer_names(keras_model)
+        self._float_outputs = float_outputs
         self._errors: list[LayerError] | None = None
 
-    def layer_errors(self, samples: np.ndarray) -> list[LayerError]:
+    def layer_errors(self, samples: Mapping[str, np.ndarray]) -> list[LayerError]:
         """Per-op quantization error on `samples`, worst first."""
         if self._errors is None:
             self._errors = sorted(self._measure(samples), key=lambda e: e.channel_error, reverse=True)
@@ -103,7 +113,7 @@ class QuantizationDebug:
     def quantize(self, keep_float: Sequence[str] = ()) -> bytes:
         """An int8 model (int8 input and output) with the ops producing `keep_float` tensors left in float."""
         options = self._tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(keep_float) or None, fully_quantize=True
+            denylisted_nodes=list(keep_float) or None, fully_quantize=not self._float_outputs
         )
 
         def build() -> bytes:
@@ -114,7 +124,15 @@ class QuantizationDebug:
 
         return run_converter(build, "int8 with float layers", self._verbose)
 
-    def _measure(self, samples: np.ndarray) -> list[LayerError]:
+    def output_tensors(self) -> tuple[str, ...]:
+        """The names of the model's output tensors (model order), as `quantize` takes them: keeping one
+        in float keeps the op that produces that output in float."""
+        with warnings.catch_warnings(), quiet_native_output(self._verbose):
+            warnings.simplefilter("ignore")
+            interpreter = self._tf.lite.Interpreter(model_content=self.quantize(()))
+        return tuple(str(d["name"]) for d in interpreter.get_output_details())
+
+    def _measure(self, samples: Mapping[str, np.ndarray]) -> list[LayerError]:
         tf = self._tf
         with warnings.catch_warnings(), quiet_native_output(self._verbose):
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
@@ -133,13 +151,15 @@ class QuantizationDebug:
         if not verify_ops:
             raise InputError("the quantization debugger found no quantized layers in this model")
         stats = {int(op["index"]): _ChannelStats() for op in verify_ops}
-        input_detail = interpreter.get_input_details()[0]
-        for sample in samples:
-            x = sample[None]
-            if np.dtype(input_detail["dtype"]) != np.float32:
-                scale, zero_point = input_detail["quantization"]
-                x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(input_detail["dtype"])
-            interpreter.set_tensor(input_detail["index"], x)
+        input_details = interpreter.get_input_details()  # the export's order: the source's
+        arrays = list(samples.values())
+        for row in range(len(arrays[0])):
+            for detail, array in zip(input_details, arrays):
+                x = array[row : row + 1]
+                if np.dtype(detail["dtype"]) != np.float32:
+                    scale, zero_point = detail["quantization"]
+                    x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(detail["dtype"])
+                interpreter.set_tensor(detail["index"], x)
             interpreter.invoke()
             for op in verify_ops:
                 quantized, reference = (int(i) for i in op["inputs"][:2])
@@ -242,9 +262,9 @@ class _ChannelStats:
         return float(np.minimum(ratio, 1.0).mean())
 
 
-def debug_samples(x: np.ndarray) -> np.ndarray:
+def debug_samples(x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """At most DEBUG_SAMPLES inputs spread over the verification set (which may be sorted by class)."""
-    return x[evenly_spaced(len(x), DEBUG_SAMPLES)]
+    return take(x, evenly_spaced(batch_size(x), DEBUG_SAMPLES))
 
 
 def verified_tensor_name(verify_output: str) -> str:

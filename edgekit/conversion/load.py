@@ -19,7 +19,8 @@ import numpy as np
 
 from edgekit.bundle import sha256_file
 from edgekit.bundle.model_file import check_tflite_file
-from edgekit.conversion.inputs import EVALUATION, ModelInputs, Samples, load_samples, model_inputs
+from edgekit.conversion.contract import ModelInputs, TensorInfo, model_inputs
+from edgekit.conversion.inputs import EVALUATION, Samples, batch_size, load_samples, take
 from edgekit.conversion.quiet import import_keras, import_tensorflow, quiet_native_output
 from edgekit.conversion.recipe import ConvertOptions
 from edgekit.conversion.tflite_model import TFLiteModel
@@ -31,30 +32,62 @@ PREDICT_BATCH = 32
 
 @dataclass(frozen=True)
 class SourceModel:
-    """A loaded source model: how to call it, its input shape and where it came from."""
+    """A loaded source model: its inputs and outputs (source names, source order), how to call it, and
+    where it came from."""
 
     path: Path
-    kind: str  # "keras", "h5", "saved_model" or "tflite"
-    input_shape: tuple[int | None, ...]
-    output_shape: tuple[int | None, ...]
+    kind: str  # "keras", "h5", "saved_model", "tflite" or "onnx"
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
     sha256: str
     keras_model: Any = None
     export_archive: Any = None  # Keras sources: the traced graph that both predicts and is exported
-    predict_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    predict_fn: Callable[[dict[str, np.ndarray]], list[np.ndarray]] | None = None
     tflite_content: bytes | None = None  # only for an existing .tflite
     quantization: str | None = None  # only for an existing .tflite: the mode it was converted with
-    output_name: str = "output"
-    saved_model_path: Path | None = None  # an ONNX model's float SavedModel (onnx2tf), in `cleanup`'s folder
-    cleanup: Any = None  # a context manager: leaving it removes the source's temporary files
+    # The exported SavedModel's signature keys, one per input, in `inputs` order (what the converter's
+    # representative dataset is keyed by); None: the input names themselves.
+    export_names: tuple[str, ...] | None = None
+    export_output_names: tuple[str, ...] | None = None  # the same for outputs; None: the output names
+    saved_model_path: Path | None = None  # a SavedModel to convert (ONNX: made by onnx2tf)
+    cleanup: Any = None  # a context manager: leaving it removes the source's temporary files (ONNX)
     details: dict[str, Any] = dataclasses.field(default_factory=dict)  # more for the manifest's source (ONNX)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Float outputs of the source model for a float32 batch (run in slices to bound memory)."""
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self.inputs[0].shape
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        return self.outputs[0].shape
+
+    @property
+    def output_name(self) -> str:
+        return self.outputs[0].name
+
+    @property
+    def signature_keys(self) -> tuple[str, ...]:
+        return self.export_names or tuple(t.name for t in self.inputs)
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        return self.export_output_names or tuple(t.name for t in self.outputs)
+
+    def signature_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inputs by source name → by the exported signature's keys (what the converter is fed)."""
+        return {key: batch[t.name] for key, t in zip(self.signature_keys, self.inputs)}
+
+    def predict(self, batch: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        """Float outputs of the source model (one array per output, source order) for float32 inputs
+        by input name, run in slices to bound memory. A bare array feeds a one-input model."""
         assert self.predict_fn is not None
-        if len(batch) == 0:
+        if isinstance(batch, np.ndarray):
+            batch = {self.inputs[0].name: batch}
+        count = batch_size(batch)
+        if count == 0:
             raise InputError(f"{self.path}: no samples to run")
-        parts = [self.predict_fn(batch[i : i + PREDICT_BATCH]) for i in range(0, len(batch), PREDICT_BATCH)]
-        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+        parts = [self.predict_fn(take(batch, slice(i, i + PREDICT_BATCH))) for i in range(0, count, PREDICT_BATCH)]
+        return [np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in range(len(self.outputs))]
 
     def to_dict(self) -> dict[str, Any]:
         data = {"file": self.path.name, "kind": self.kind, "sha256": self.sha256}
@@ -69,22 +102,21 @@ class Loaded:
 
     source: SourceModel
     inputs: ModelInputs
-    calibration: np.ndarray | None  # --calibration, preprocessed once
+    calibration: dict[str, np.ndarray] | None  # --calibration, preprocessed once, by input name
     evaluation: Samples | None  # --eval-data
 
 
 def load_inputs(model: str | os.PathLike[str], recipe: ConvertOptions) -> Loaded:
-    """The model, its input contract (preprocessing, classes, labels) and the calibration and
+    """The model, its input contract (preprocessing, classes, labels, task) and the calibration and
     evaluation data, each loaded and preprocessed once."""
     source = load_model(model, unsafe=recipe.unsafe_load, input_shapes=recipe.input_shape, verbose=recipe.verbose)
-    inputs = model_inputs(source.input_shape, source.output_shape, recipe.mean, recipe.std, recipe.labels)
-    tensor, preprocess = inputs.tensor, inputs.preprocess
+    inputs = model_inputs(source.inputs, source.outputs, recipe.mean, recipe.std, recipe.labels, recipe.task)
     calibration = None
     if recipe.calibration is not None:
-        calibration = load_samples(recipe.calibration, tensor, preprocess, recipe.calibration_size).x
+        calibration = load_samples(recipe.calibration, inputs, recipe.calibration_size).x
     evaluation = None
     if recipe.eval_data is not None:
-        evaluation = load_samples(recipe.eval_data, tensor, preprocess, recipe.eval_size, inputs.labels, EVALUATION)
+        evaluation = load_samples(recipe.eval_data, inputs, recipe.eval_size, EVALUATION)
     return Loaded(source, inputs, calibration, evaluation)
 
 
@@ -174,21 +206,22 @@ def _load_keras(path: Path, kind: str, unsafe: bool) -> SourceModel:
         raise InputError(f"{path}: cannot load Keras model ({type(exc).__name__}: {message[:300]})") from None
     if not hasattr(model, "inputs") or not model.inputs:
         raise InputError(f"{path}: the model has no defined inputs (build or call it once before saving)")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise InputError(
-            f"{path}: edgekit converts models with one input and one output "
-            f"(this one has {len(model.inputs)} and {len(model.outputs)})"
-        )
-
     source = SourceModel(
         path=path,
         kind=kind,
-        input_shape=tuple(model.inputs[0].shape),
-        output_shape=tuple(model.outputs[0].shape),
+        inputs=tuple(
+            TensorInfo(name, tuple(t.shape), dtype_name(t.dtype)) for name, t in zip(input_names(model), model.inputs)
+        ),
+        outputs=tuple(
+            TensorInfo(name, tuple(t.shape), dtype_name(t.dtype)) for name, t in zip(output_names(model), model.outputs)
+        ),
         sha256=sha256_file(path),
-        output_name=output_layer_name(model),
     )
     return with_keras_model(source, model)
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(getattr(dtype, "name", dtype))
 
 
 def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
@@ -196,25 +229,73 @@ def with_keras_model(source: SourceModel, model: Any) -> SourceModel:
 
     The reference outputs run in graph mode: eager calls keep every activation of a batch resident
     (MobileNetV2-224, 32 samples: +2.7 GB peak against +0.3 GB traced). The same trace is what the
-    SavedModel export writes, so tracing for the checks costs the export nothing."""
+    SavedModel export writes, so tracing for the checks costs the export nothing.
+
+    The endpoint's inputs and outputs are keyed `input_000`, `output_000`, ... in the Keras model's
+    order: every converted model is put in that order by its signature (tflite_model.in_source_order)."""
     keras = import_keras()
     tf = import_tensorflow()
     archive = keras.export.ExportArchive()
-    spec = model.inputs[0]
-    signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name=spec.name)]
-    serve = archive.track_and_add_endpoint("serve", model, signature)
+    archive.track(model)
+    keys = tuple(f"input_{i:03d}" for i in range(len(model.inputs)))
+    signature = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=key) for key, t in zip(keys, model.inputs)]
+    names = output_names(model)
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return serve(tf.constant(batch)).numpy()
+    def serve(*tensors: Any) -> dict[str, Any]:
+        outputs = model(tensors[0] if len(tensors) == 1 else list(tensors), training=False)
+        if isinstance(outputs, dict):
+            outputs = [outputs[name] for name in names]
+        elif not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return {f"output_{i:03d}": out for i, out in enumerate(outputs)}
 
-    return dataclasses.replace(source, keras_model=model, export_archive=archive, predict_fn=predict)
+    endpoint = archive.add_endpoint("serve", serve, signature)
+    order = [f"output_{i:03d}" for i in range(len(model.outputs))]
+
+    def predict(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = endpoint(*[tf.constant(batch[t.name]) for t in source.inputs])
+        return [result[key].numpy() for key in order]
+
+    return dataclasses.replace(
+        source,
+        keras_model=model,
+        export_archive=archive,
+        predict_fn=predict,
+        export_names=keys,
+        export_output_names=tuple(order),
+    )
+
+
+def input_names(model: Any) -> list[str]:
+    """The Keras model's input names (its Input layers'), in its order."""
+    names = [str(getattr(t, "name", "") or f"input_{i}") for i, t in enumerate(model.inputs)]
+    return unique(names, "input")
+
+
+def output_names(model: Any) -> list[str]:
+    """The Keras layers that produce the model's outputs, the names users know them by."""
+    names = []
+    for i, tensor in enumerate(model.outputs):
+        history = getattr(tensor, "_keras_history", None)
+        operation = getattr(history, "operation", None)
+        names.append(str(getattr(operation, "name", "") or f"output_{i}"))
+    return unique(names, "output")
+
+
+def unique(names: list[str], kind: str) -> list[str]:
+    """Names as given, with a suffix where two would collide (a layer with two outputs)."""
+    seen: dict[str, int] = {}
+    result = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        result.append(name if count == 0 else f"{name}_{count}")
+    return result
 
 
 def output_layer_name(model: Any) -> str:
-    """The Keras layer that produces the model's output, the name users know it by."""
-    history = getattr(model.outputs[0], "_keras_history", None)
-    operation = getattr(history, "operation", None)
-    return str(getattr(operation, "name", "") or "output")
+    """The Keras layer that produces the model's (first) output."""
+    return output_names(model)[0]
 
 
 def _load_saved_model(path: Path) -> SourceModel:
@@ -229,22 +310,21 @@ def _load_saved_model(path: Path) -> SourceModel:
         raise InputError(f"{path}: SavedModel has no 'serving_default' signature")
     _, kwargs = signature.structured_input_signature
     outputs = signature.structured_outputs
-    if len(kwargs) != 1 or len(outputs) != 1:
-        raise InputError(f"{path}: edgekit converts models with one input and one output")
-    ((input_name, input_spec),) = kwargs.items()
-    ((output_name, output_spec),) = outputs.items()
+    # A signature's tensors are keyed, not ordered: this model's order is its keys' sorted order.
+    input_keys = sorted(kwargs)
+    output_keys = sorted(outputs)
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return signature(**{input_name: tf.constant(batch)})[output_name].numpy()
+    def predict(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = signature(**{key: tf.constant(batch[key]) for key in input_keys})
+        return [result[key].numpy() for key in output_keys]
 
     return SourceModel(
         path=path,
         kind="saved_model",
-        input_shape=tuple(input_spec.shape.as_list()),
-        output_shape=tuple(output_spec.shape.as_list()),
+        inputs=tuple(TensorInfo(k, tuple(kwargs[k].shape.as_list()), kwargs[k].dtype.name) for k in input_keys),
+        outputs=tuple(TensorInfo(k, tuple(outputs[k].shape.as_list()), outputs[k].dtype.name) for k in output_keys),
         sha256=folder_sha256(path),
         predict_fn=predict,
-        output_name=str(output_name),
         keras_model=loaded,  # keep the object alive: the signature refers to it
     )
 
@@ -253,20 +333,15 @@ def _load_onnx(path: Path, input_shapes: Any, verbose: bool) -> SourceModel:
     from edgekit.conversion.onnx_model import load_onnx
 
     model = load_onnx(path, input_shapes, verbose)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        model.workdir.close()
-        raise InputError(
-            f"{path}: edgekit converts models with one input and one output (this one has "
-            f"{len(model.inputs)} and {len(model.outputs)})"
-        )
     return SourceModel(
         path,
         "onnx",
-        model.inputs[0].shape,
-        model.outputs[0].shape,
+        tuple(TensorInfo(t.name, t.shape) for t in model.inputs),
+        tuple(TensorInfo(t.name, t.shape) for t in model.outputs),
         model.sha256,
-        predict_fn=model.predict_first,
-        output_name=model.outputs[0].name,
+        predict_fn=model.predict,
+        export_names=model.signature_inputs,
+        export_output_names=model.signature_outputs,
         saved_model_path=model.saved_model_path,
         cleanup=model.workdir,
         details=model.to_dict(),
@@ -277,21 +352,16 @@ def _load_tflite(path: Path) -> SourceModel:
     """An already-converted model: re-bundled as it is, checked with the interpreter `edgekit run` uses."""
     content = path.read_bytes()
     model = TFLiteModel(content, where=str(path))
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise InputError(
-            f"{path}: edgekit bundles models with one input and one output "
-            f"(this one has {len(model.inputs)} and {len(model.outputs)})"
-        )
+    names_in, names_out = model.tensor_names()
     return SourceModel(
         path=path,
         kind="tflite",
-        input_shape=model.input.shape,
-        output_shape=model.output.shape,
+        inputs=tuple(TensorInfo(n, t.shape, t.dtype) for n, t in zip(names_in, model.inputs)),
+        outputs=tuple(TensorInfo(n, t.shape, t.dtype) for n, t in zip(names_out, model.outputs)),
         sha256=sha256_file(path),
-        predict_fn=model.predict,
+        predict_fn=model.predict_batch,
         tflite_content=content,
         quantization=tflite_quantization(model),
-        output_name=model.output.name,
     )
 
 

@@ -16,19 +16,29 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from edgekit import defaults
-from edgekit.bundle import Preprocess, pack_archive
+from edgekit.bundle import pack_archive
 from edgekit.conversion.bundling import BundleResult, write_bundle
 from edgekit.conversion.debug import DebugReport
-from edgekit.conversion.keep_float import KeepFloatResult, MixedModel, keep_layers_float, mixed_conversion, nothing_kept
+from edgekit.conversion.inputs import sample
+from edgekit.conversion.keep_float import (
+    FloatOutputs,
+    KeepFloatResult,
+    MixedModel,
+    keep_layers_float,
+    keep_outputs_float,
+    mixed_conversion,
+    nothing_kept,
+)
 from edgekit.conversion.layer_errors import QuantizationDebug, debug_samples
 from edgekit.conversion.load import Loaded, SourceModel, load_inputs
 from edgekit.conversion.plan import Plan, plan_conversion
 from edgekit.conversion.prune import PruneSettings
 from edgekit.conversion.prune.compare import compare_with_unpruned
 from edgekit.conversion.prune.model import PruningReport, prune_source
-from edgekit.conversion.quantize import INT16X8_NOTE, Converted, convert_modes, saved_model_dir
+from edgekit.conversion.quantize import Converted, convert_modes, saved_model_dir
 from edgekit.conversion.quiet import quiet_warnings
 from edgekit.conversion.recipe import ConvertOptions
+from edgekit.conversion.report import ConversionReport, conversion_notes
 from edgekit.conversion.selection import Candidate, choose_modes, machine_threads
 from edgekit.conversion.verify import (
     ModeConversion,
@@ -97,6 +107,7 @@ class State:
     failures: Mapping[str, str] = field(default_factory=dict)  # --quantize auto: modes with no model, and why
     explain: DebugReport | None = None
     keep_float: KeepFloatResult | None = None
+    float_outputs: FloatOutputs | None = None  # --float-outputs / --auto-keep-float on a ruined output
     chosen: Mapping[str, str | None] = field(default_factory=dict)  # target name → mode
     candidates: Mapping[str, tuple[Candidate, ...]] = field(default_factory=dict)
 
@@ -150,6 +161,7 @@ def quantize(state: State, recipe: ConvertOptions) -> State:
         )
     assert state.export_dir is not None
     calibration = state.loaded.calibration
+    calibration = None if calibration is None else source.signature_batch(calibration)
     converted, failures, float32_bytes = convert_modes(
         state.export_dir, plan.modes, calibration, recipe.verbose, plan.auto, state.steps
     )
@@ -159,7 +171,9 @@ def quantize(state: State, recipe: ConvertOptions) -> State:
 def verify(state: State, recipe: ConvertOptions) -> State:
     loaded, plan = state.loaded, state.plan
     checks = verification_set(loaded.source, loaded.inputs, loaded.calibration, loaded.evaluation, state.unpruned)
-    thresholds = Thresholds(recipe.min_agreement, recipe.min_cosine, recipe.max_accuracy_drop)
+    thresholds = Thresholds(
+        recipe.min_agreement, recipe.min_cosine, recipe.max_accuracy_drop, recipe.min_accuracy_by_output()
+    )
     require_labels_for_accuracy_gate(thresholds, checks)
     if plan.auto and checks.labels is not None and thresholds.max_accuracy_drop is None:
         thresholds = replace(thresholds, max_accuracy_drop=defaults.AUTO_MAX_ACCURACY_DROP)
@@ -177,16 +191,19 @@ def verify(state: State, recipe: ConvertOptions) -> State:
 
 
 def keep_float(state: State, recipe: ConvertOptions) -> State:
+    state = keep_outputs(state, recipe)
     int8 = state.conversions.get("int8")
     if int8 is None or not recipe.debugging:
         return state
     fails = not int8.verdict.passed
     if not (recipe.explain or recipe.keep_float or fails):  # --auto-keep-float, and int8 passes as it is
-        return replace(state, keep_float=nothing_kept(int8))
+        return state if state.float_outputs else replace(state, keep_float=nothing_kept(int8))
     steps, checks, thresholds, loaded = state.steps, state.checks, state.thresholds, state.loaded
     if not (recipe.explain or recipe.keep_float):
         steps.add(2)  # the debugger runs after all: --auto-keep-float and int8 fails
-    debugger = QuantizationDebug(state.export_dir, loaded.calibration, loaded.source.keras_model, recipe.verbose)
+    debugger = QuantizationDebug(
+        state.export_dir, signature_calibration(state), loaded.source.keras_model, recipe.verbose
+    )
     steps("calibrated the quantization debugger")
     probe = debug_samples(checks.x)
     layers = debugger.layer_errors(probe)
@@ -195,7 +212,13 @@ def keep_float(state: State, recipe: ConvertOptions) -> State:
     if recipe.explain:
         plain = MixedModel((), int8.content, int8.verdict)
         explain = DebugReport(
-            str(loaded.source.path), len(probe), tuple(layers), plain, None, checks.to_dict(), thresholds
+            str(loaded.source.path),
+            len(next(iter(probe.values()))),
+            tuple(layers),
+            plain,
+            None,
+            checks.to_dict(),
+            thresholds,
         )
     mixed = None
     if recipe.keep_float or (recipe.auto_keep_float and fails):  # --explain alone never changes the bundle
@@ -214,6 +237,34 @@ def keep_float(state: State, recipe: ConvertOptions) -> State:
     return replace(state, conversions=conversions, explain=explain, keep_float=mixed)
 
 
+def keep_outputs(state: State, recipe: ConvertOptions) -> State:
+    """--float-outputs, or --auto-keep-float when int8 ruins an output: those outputs computed in float."""
+    int8 = state.conversions.get("int8")
+    if int8 is None:
+        return state
+    outputs = recipe.float_outputs
+    if not outputs and recipe.auto_keep_float and not int8.verdict.passed:
+        outputs = int8.verdict.failing_outputs(state.thresholds) if len(state.checks.outputs) > 1 else ()
+    if not outputs:
+        return state
+    state.steps.add(1)
+    source = state.loaded.source
+    debugger = QuantizationDebug(
+        state.export_dir, signature_calibration(state), source.keras_model, recipe.verbose, True
+    )
+    how = "requested" if recipe.float_outputs else "auto"
+    kept, conversion = keep_outputs_float(debugger, outputs, int8, how, state.checks, state.thresholds)
+    state.steps(f"kept output(s) {', '.join(outputs)} in float")
+    if how == "auto" and not conversion.verdict.passed:  # it did not help: the layer search goes on from plain int8
+        return replace(state, float_outputs=kept)
+    return replace(state, conversions={**state.conversions, "int8": conversion}, float_outputs=kept)
+
+
+def signature_calibration(state: State) -> dict:
+    calibration = state.loaded.calibration
+    return {} if calibration is None else state.loaded.source.signature_batch(calibration)
+
+
 def select(state: State, recipe: ConvertOptions) -> State:
     plan, inputs = state.plan, state.loaded.inputs
     chosen: Mapping[str, str | None] = plan.by_target
@@ -223,10 +274,9 @@ def select(state: State, recipe: ConvertOptions) -> State:
             plan.targets,
             state.conversions,
             state.failures,
-            state.checks.x[0],
+            sample(state.checks.x, 0),
             plan.name,
-            inputs.preprocess,
-            inputs.is_classifier,
+            inputs,
             recipe.allow_degraded,
         )
         state.steps("timed every mode")
@@ -262,9 +312,7 @@ def bundle(state: State, recipe: ConvertOptions) -> ConversionReport:
             plan.name,
             target,
             conversion,
-            inputs.preprocess,
-            inputs.labels,
-            inputs.is_classifier,
+            inputs,
             manifest_source,
             recipe.force,
             recipe.recipe(),
@@ -286,6 +334,9 @@ def bundle(state: State, recipe: ConvertOptions) -> ConversionReport:
                 problems=conversion.problems,
                 keep_float=conversion.keep_float,
                 float_layers=conversion.float_layers,
+                fidelities=conversion.fidelities,
+                accuracies=dict(conversion.accuracies),
+                float_outputs=conversion.float_outputs,
                 candidates=state.candidates.get(target.name) if plan.auto else None,
             )
         )
@@ -300,63 +351,9 @@ def bundle(state: State, recipe: ConvertOptions) -> ConversionReport:
         thresholds=state.thresholds,
         explain=state.explain,
         keep_float=state.keep_float,
+        float_outputs=state.float_outputs,
+        task=inputs.task,
         notes=conversion_notes(state, results),
         pruning=state.pruning,
         recipe=recipe,
     )
-
-
-@dataclass(frozen=True)
-class ConversionReport:
-    """The result of `edgekit convert`."""
-
-    name: str
-    source: dict[str, Any]
-    preprocess: Preprocess | None
-    float32_bytes: int | None
-    bundles: tuple[BundleResult, ...] = field(default_factory=tuple)
-    verification: dict[str, Any] = field(default_factory=dict)
-    thresholds: Thresholds | None = None
-    explain: DebugReport | None = None  # --explain: the int8 layer report
-    keep_float: KeepFloatResult | None = None  # --keep-float / --auto-keep-float: mixed vs plain int8
-    notes: tuple[str, ...] = ()
-    pruning: PruningReport | None = None  # --prune / --prune-channels: what it did and bought
-    recipe: ConvertOptions | None = None  # the settings it was made with (its `recipe()` is in each manifest)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": dict(self.source),
-            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
-            "float32_bytes": self.float32_bytes,
-            "verification": dict(self.verification),
-            "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
-            "bundles": [b.to_dict() for b in self.bundles],
-            "keep_float": None if self.keep_float is None else self.keep_float.to_dict(),
-            "explain": None if self.explain is None else self.explain.to_dict(),
-            "notes": list(self.notes),
-            "pruning": None if self.pruning is None else self.pruning.to_dict(),
-            "recipe": None if self.recipe is None else self.recipe.recipe(),
-        }
-
-
-def conversion_notes(state: State, results: list[BundleResult]) -> tuple[str, ...]:
-    """What a reader of the report should know that the numbers do not say."""
-    notes = []
-    if state.checks.synthetic:
-        notes.append(
-            "fidelity measured on random inputs (no --calibration or --eval-data): cosine only, top-1 agreement "
-            "is reported but not judged"
-        )
-    source = state.loaded.source
-    if source.kind == "tflite":
-        notes.append(
-            f"existing {source.quantization} .tflite bundled as it is; its fidelity is checked against itself "
-            "(nothing else to compare with)"
-        )
-    modes = {b.mode for b in results} | {c.mode for group in state.candidates.values() for c in group}
-    if "int16x8" in modes:
-        notes.append(INT16X8_NOTE)
-    if any(b.degraded for b in results):
-        notes.append("--allow-degraded: some bundles miss the thresholds (see 'problems'); their manifests say so")
-    return tuple(notes)

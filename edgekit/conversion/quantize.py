@@ -7,7 +7,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -29,8 +29,11 @@ INT16X8_NOTE = (
 def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path]:
     """A SavedModel folder for the converter. Keras 3 models are exported quietly: the same bytes
     as `from_keras_model`, without its long "Saved artifact" printout."""
-    if source.kind == "saved_model" or source.saved_model_path is not None:
-        yield source.saved_model_path or source.path
+    if source.kind == "saved_model":
+        yield source.path
+        return
+    if source.saved_model_path is not None:  # ONNX: the SavedModel onnx2tf made
+        yield source.saved_model_path
         return
     if source.keras_model is None:
         raise InputError(f"{source.path}: a {source.kind} model cannot be converted again")
@@ -44,12 +47,18 @@ def saved_model_dir(source: SourceModel, verbose: bool = False) -> Iterator[Path
         yield export_dir
 
 
-def representative_dataset(samples: np.ndarray, on_sample: Callable[[], None] | None = None):
+Batch = Mapping[str, np.ndarray]  # calibration inputs keyed by the exported signature's input keys
+
+
+def representative_dataset(samples: Batch, on_sample: Callable[[], None] | None = None):
+    """One sample at a time, as a dict keyed by signature input: the converter matches inputs by key."""
+
     def generate():
-        for sample in samples:
+        count = len(next(iter(samples.values())))
+        for row in range(count):
             if on_sample:
                 on_sample()
-            yield [sample[None].astype(np.float32)]
+            yield {key: array[row : row + 1].astype(np.float32) for key, array in samples.items()}
 
     return generate
 
@@ -57,10 +66,12 @@ def representative_dataset(samples: np.ndarray, on_sample: Callable[[], None] | 
 def make_converter(
     export_dir: Path,
     mode: str,
-    calibration: np.ndarray | None = None,
+    calibration: Batch | None = None,
     on_sample: Callable[[], None] | None = None,
+    float_outputs: bool = False,
 ) -> Any:
-    """A TFLiteConverter set up for one quantization mode (also what the quantization debugger takes)."""
+    """A TFLiteConverter set up for one quantization mode (also what the quantization debugger takes).
+    `float_outputs`: int8 with float outputs, dequantized inside the model (for outputs kept float)."""
     if mode not in QUANT_MODES:
         raise InputError(f"unknown quantization mode {mode!r} (known: {', '.join(QUANT_MODES)})")
     if mode in CALIBRATED_MODES and (calibration is None or len(calibration) == 0):
@@ -77,7 +88,7 @@ def make_converter(
         converter.representative_dataset = representative_dataset(calibration, on_sample)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_output_type = tf.float32 if float_outputs else tf.int8
     elif mode == "int16x8":
         # Float input and output: 16-bit integer I/O buys nothing on the device and would make every
         # caller quantize by hand; the graph inside runs 16-bit activations with 8-bit weights.
@@ -104,7 +115,7 @@ def run_converter(convert: Callable[[], Any], mode: str, verbose: bool = False) 
 def convert_saved_model(
     export_dir: Path,
     mode: str,
-    calibration: np.ndarray | None = None,
+    calibration: Batch | None = None,
     verbose: bool = False,
     on_sample: Callable[[], None] | None = None,
     float_sizes: list[int] | None = None,
@@ -147,7 +158,7 @@ class Converted:
 def convert_modes(
     export_dir: Path,
     modes: Sequence[str],
-    calibration: np.ndarray | None,
+    calibration: Batch | None,
     verbose: bool = False,
     keep_going: bool = False,
     progress: Callable[[str], None] | None = None,

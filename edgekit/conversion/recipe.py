@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgekit import defaults
+from edgekit.bundle.manifest import TASKS
 from edgekit.errors import InputError, UsageError
 from edgekit.targets import QUANT_MODES
 
@@ -33,10 +34,10 @@ PRUNE_NORMS = ("l1", "l2")
 MACHINE_LOCAL = ("out", "force", "verbose", "unsafe_load")
 
 # Field kinds for from_dict(): what a JSON or TOML value must be.
-_NAMES = ("targets", "keep_float", "prune_skip", "prune_include")
+_NAMES = ("targets", "keep_float", "prune_skip", "prune_include", "float_outputs", "min_accuracy")
 _CHANNELS = ("mean", "std")
 _PATHS = ("calibration", "labels", "targets_dir", "eval_data", "finetune_data", "out")
-_TEXT = ("quantization", "name", "prune_norm")
+_TEXT = ("quantization", "name", "prune_norm", "task")
 _INTS = ("calibration_size", "eval_size", "prune_block", "prune_channels_multiple", "finetune_epochs")
 _FLOATS = ("max_accuracy_drop", "min_agreement", "min_cosine", "prune", "prune_channels", "finetune_lr")
 _SHAPES = ("input_shape",)  # ONNX dynamic dimensions: "1,3,320,320" or "NAME=1,3,320,320", kept as written
@@ -80,6 +81,9 @@ class ConvertOptions:
     finetune_data: str | None = None
     finetune_epochs: int | None = None  # None: defaults.FINETUNE_EPOCHS
     finetune_lr: float | None = None  # None: defaults.FINETUNE_LEARNING_RATE
+    task: str | None = None  # None: inferred from the outputs where unambiguous
+    float_outputs: tuple[str, ...] = ()  # int8 with these outputs computed and returned in float
+    min_accuracy: tuple[str, ...] = ()  # "PCT" (every labelled classifier output) or "NAME=PCT"
     input_shape: tuple[str, ...] = ()  # --input-shape: fixed shapes for an ONNX model's dynamic dimensions
 
     def __post_init__(self) -> None:
@@ -90,6 +94,19 @@ class ConvertOptions:
     @property
     def pruning(self) -> bool:
         return self.prune is not None or self.prune_channels is not None
+
+    def min_accuracy_by_output(self) -> dict[str, float]:
+        """--min-accuracy as output name → percent ("" for every labelled classifier output)."""
+        result = {}
+        for item in self.min_accuracy:
+            name, _, value = item.rpartition("=")
+            try:
+                result[name] = float(value)
+            except ValueError:
+                raise UsageError(f"--min-accuracy {item}: expected PCT or NAME=PCT") from None
+            if not 0.0 <= result[name] <= 100.0:
+                raise UsageError(f"--min-accuracy {item}: a percentage from 0 to 100")
+        return result
 
     @property
     def debugging(self) -> bool:
@@ -175,9 +192,9 @@ def _typed(data: Mapping[str, Any], where: str) -> dict[str, Any]:
             continue
         if key in _NAMES:
             ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
-        elif key in _CHANNELS:
+        elif key in _CHANNELS:  # numbers, or NAME=VALUES strings for models with several image inputs
             items = value if isinstance(value, (list, tuple)) else [value]
-            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+            ok = all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in items)
         elif key in _SHAPES:
             ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
         elif key in _PATHS:
@@ -206,6 +223,8 @@ def _normalised(options: ConvertOptions) -> dict[str, Any]:
     for key in _NAMES:
         value = getattr(options, key)
         if value is None:
+            if key != "targets":
+                changed[key] = ()
             continue
         if isinstance(value, str):
             value = [value]
@@ -220,7 +239,7 @@ def _normalised(options: ConvertOptions) -> dict[str, Any]:
         value = getattr(options, key)
         if value is not None:
             items = value if isinstance(value, (list, tuple)) else [value]
-            changed[key] = tuple(float(v) for v in items) or None
+            changed[key] = tuple(v if isinstance(v, str) and "=" in v else float(v) for v in items) or None
     return changed
 
 
@@ -233,10 +252,23 @@ def validate(options: ConvertOptions) -> None:
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     for flag, values in (("--mean", o.mean), ("--std", o.std)):
-        if values and not all(math.isfinite(v) for v in values):
-            raise UsageError(f"{flag} values must be finite numbers, got {', '.join(map(str, values))}")
-    if o.std and any(v == 0 for v in o.std):
-        raise UsageError("--std must not be zero")
+        numbers = [v for v in values or () if not isinstance(v, str)]
+        for item in (v for v in values or () if isinstance(v, str)):
+            try:
+                numbers += [float(x) for x in item.partition("=")[2].split(",")]
+            except ValueError:
+                raise UsageError(f"{flag} {item}: expected NAME=NUMBER[,NUMBER...]") from None
+        if not all(math.isfinite(v) for v in numbers):
+            raise UsageError(f"{flag} values must be finite numbers, got {', '.join(map(str, values or ()))}")
+        if flag == "--std" and any(v == 0 for v in numbers):
+            raise UsageError("--std must not be zero")
+    if o.task is not None and o.task not in TASKS:
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}, got {o.task!r}")
+    o.min_accuracy_by_output()
+    if o.min_accuracy and o.eval_data is None:
+        raise UsageError("--min-accuracy needs labelled --eval-data (a folder per class, or a .npz with x and y)")
+    if o.float_outputs and o.quantization not in (None, "int8", AUTO):
+        raise UsageError("--float-outputs applies to int8: choose -q int8 or auto")
     if o.name is not None and (not o.name or "/" in o.name or o.name.startswith(".")):
         raise UsageError(f"--name {o.name!r}: must be a plain file name")
     check_thresholds(o.min_agreement, o.min_cosine, o.max_accuracy_drop)

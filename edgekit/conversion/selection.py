@@ -22,9 +22,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edgekit.bundle import Preprocess, open_bundle
+from edgekit.bundle import open_bundle
 from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.bundling import write_bundle
+from edgekit.conversion.contract import ModelInputs
 from edgekit.conversion.verify import ModeConversion, Verdict, faithfulness
 from edgekit.runtime.preprocess import quantize
 from edgekit.runtime.session import Session
@@ -86,17 +87,19 @@ def machine_threads(target: Target) -> int:
 
 
 def measure_latencies(
-    bundles: Mapping[str, Path], thread_counts: Sequence[int], sample: np.ndarray
+    bundles: Mapping[str, Path], thread_counts: Sequence[int], sample: Mapping[str, np.ndarray]
 ) -> dict[tuple[str, int], LatencyStats]:
     """Invoke latency of each bundle (mode → folder) at each thread count, timed in alternating bursts
-    on one real input `sample` (float32, one sample without the batch axis)."""
+    on one real input `sample` (float32 arrays with a batch axis of 1, in the model's input order)."""
     with contextlib.ExitStack() as stack:
         sessions = {}
         for mode, path in bundles.items():
             opened = stack.enter_context(open_bundle(path))
             for threads in sorted(set(thread_counts)):
                 session = Session(opened, threads=threads)
-                session.set_input(quantize(sample[None].astype(np.float32), session.input_spec))
+                model = session.interpreter
+                for detail, spec, array in zip(model.get_input_details(), opened.manifest.inputs, sample.values()):
+                    model.set_tensor(detail["index"], quantize(array.astype(np.float32), spec))
                 sessions[(mode, threads)] = session
         keys = list(sessions)
         timings = time_interleaved(
@@ -113,10 +116,9 @@ def choose_modes(
     targets: Sequence[Target],
     conversions: Mapping[str, ModeConversion],
     failures: Mapping[str, str],
-    sample: np.ndarray,
+    sample: Mapping[str, np.ndarray],
     name: str,
-    preprocess: Preprocess | None,
-    is_classifier: bool,
+    inputs: ModelInputs,
     allow_degraded: bool,
 ) -> tuple[dict[str, str | None], dict[str, tuple[Candidate, ...]]]:
     """--quantize auto: time every converted mode once per thread count (through real bundles and the
@@ -127,7 +129,7 @@ def choose_modes(
         bundles = {}
         for mode, conversion in conversions.items():
             bundles[mode] = Path(tmp) / mode
-            write_bundle(bundles[mode], name, targets[0], conversion, preprocess, None, is_classifier, {}, False)
+            write_bundle(bundles[mode], name, targets[0], conversion, inputs, {}, False)
         latencies = measure_latencies(bundles, [machine_threads(t) for t in targets], sample)
     plan: dict[str, str | None] = {}
     candidates = {}

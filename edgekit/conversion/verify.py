@@ -6,7 +6,7 @@ one verification set; the comparison is a running sum over the outputs, one samp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -14,106 +14,116 @@ import numpy as np
 from edgekit import defaults
 from edgekit.bundle import TensorSpec
 from edgekit.conversion.accuracy import Accuracy, output_accuracy
-from edgekit.conversion.inputs import ModelInputs, Samples, evenly_spaced, synthetic_samples
+from edgekit.conversion.contract import ModelInputs, is_class_scores
+from edgekit.conversion.fidelity import Fidelity, box_match, compare_outputs, worst
+from edgekit.conversion.inputs import Samples, batch_size, evenly_spaced, synthetic_samples, take
 from edgekit.conversion.recipe import check_thresholds
-from edgekit.conversion.tflite_model import TFLiteModel
-from edgekit.errors import CheckFailed, FidelityError, InputError, UsageError
+from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
+from edgekit.errors import CheckFailed, ConversionError, FidelityError, InputError, UsageError
 
 CHECK_SAMPLES = 200  # calibration inputs reused for the fidelity check
 SYNTHETIC_SAMPLES = 32
 
 
 @dataclass(frozen=True)
-class Fidelity:
-    """Agreement of converted outputs with source outputs over `samples` inputs, for one output.
-
-    `reference` says what the converted model was compared with: its "source" model, or "self" for an
-    existing `.tflite` that has nothing else to be compared with."""
-
-    samples: int
-    max_abs_error: float
-    mean_abs_error: float
-    cosine: float
-    top1_agreement: float | None
-    synthetic: bool = False
-    output: str = ""
-    reference: str = "source"
-
-    @property
-    def finite(self) -> bool:
-        return bool(np.isfinite([self.max_abs_error, self.mean_abs_error, self.cosine]).all())
-
-    def to_dict(self) -> dict[str, Any]:
-        def number(value: float) -> float | None:  # NaN/inf (a broken model) as null: manifests stay valid JSON
-            return round(value, 6) if np.isfinite(value) else None
-
-        return {
-            "output": self.output,
-            "samples": self.samples,
-            "max_abs_error": number(self.max_abs_error),
-            "mean_abs_error": number(self.mean_abs_error),
-            "cosine": number(self.cosine),
-            "top1_agreement": None if self.top1_agreement is None else round(self.top1_agreement, 4),
-            "synthetic": self.synthetic,
-            "reference": self.reference,
-        }
-
-
-@dataclass(frozen=True)
 class Thresholds:
-    """What a conversion must reach to be shipped: fidelity always, accuracy when labels are given."""
+    """What a conversion must reach to be shipped: fidelity always (every output), accuracy when labels
+    are given. `min_accuracy`: output name → minimum top-1 accuracy in percent ("" = every labelled
+    classifier output)."""
 
     min_agreement: float = defaults.MIN_AGREEMENT
     min_cosine: float = defaults.MIN_COSINE
     max_accuracy_drop: float | None = None  # percentage points
+    min_accuracy: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_thresholds(self.min_agreement, self.min_cosine, self.max_accuracy_drop)
+        object.__setattr__(self, "min_accuracy", dict(self.min_accuracy))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "min_agreement": self.min_agreement,
             "min_cosine": self.min_cosine,
             "max_accuracy_drop": self.max_accuracy_drop,
+            "min_accuracy": dict(self.min_accuracy) or None,
         }
 
 
 @dataclass(frozen=True)
 class VerificationSet:
-    """The inputs every conversion is checked on, with the reference outputs on them (and labels when
-    the user gave labelled evaluation data)."""
+    """The inputs every conversion is checked on (by input name), the reference outputs on them (one
+    array per output, model order), and labels per output name when the user gave labelled data."""
 
-    x: np.ndarray
-    reference: np.ndarray
-    labels: np.ndarray | None
+    x: Mapping[str, np.ndarray] | np.ndarray
+    reference: Sequence[np.ndarray] | np.ndarray
+    labels: Mapping[str, np.ndarray] | np.ndarray | None
     origin: str  # "calibration", "eval-data" or "synthetic"
-    is_classifier: bool
-    output: str = ""
+    is_classifier: bool | Sequence[bool]
+    output: str | Sequence[str] = ""
     reference_kind: str = "source"
     # Outputs of the model the accuracy gate protects when it is not `reference`'s: the user's unpruned
     # model, so that pruning cannot lower the bar that --max-accuracy-drop measures from.
-    accuracy_reference: np.ndarray | None = None
+    accuracy_reference: Sequence[np.ndarray] | None = None
+    postprocess: Mapping[str, Any] | None = None  # detect: how to read boxes (box agreement)
+    # The exported signature's input and output keys in source order: converted models are put in it.
+    signature: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+    def __post_init__(self) -> None:  # one-output callers may pass bare arrays and names
+        names = (self.output,) if isinstance(self.output, str) else tuple(self.output)
+        reference = [self.reference] if isinstance(self.reference, np.ndarray) else list(self.reference)
+        flags = self.is_classifier
+        flags = (bool(flags),) * len(names) if isinstance(flags, bool) else tuple(flags)
+        labels = self.labels
+        if isinstance(labels, np.ndarray):
+            labels = {names[0]: labels}
+        x = {"input": self.x} if isinstance(self.x, np.ndarray) else dict(self.x)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "reference", reference)
+        object.__setattr__(self, "output", names)
+        object.__setattr__(self, "is_classifier", flags)
+        object.__setattr__(self, "labels", dict(labels) if labels else None)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.output  # type: ignore[return-value]
+
+    @property
+    def classifiers(self) -> tuple[bool, ...]:
+        return self.is_classifier  # type: ignore[return-value]
 
     @property
     def synthetic(self) -> bool:
         return self.origin == "synthetic"
 
     @property
-    def source_accuracy(self) -> float | None:
-        if self.labels is None or not self.is_classifier:
-            return None
+    def samples(self) -> int:
+        return batch_size(self.x)  # type: ignore[arg-type]
+
+    def source_accuracies(self) -> dict[str, float]:
+        """Top-1 accuracy of the source per labelled classifier output."""
         outputs = self.reference if self.accuracy_reference is None else self.accuracy_reference
-        return output_accuracy(outputs, self.labels)
+        return {
+            name: output_accuracy(outputs[k], self.labels[name])
+            for k, name in enumerate(self.outputs)
+            if self.labels and name in self.labels and self.classifiers[k]
+        }
+
+    @property
+    def source_accuracy(self) -> float | None:
+        accuracies = self.source_accuracies()
+        return next(iter(accuracies.values())) if len(accuracies) == 1 else (min(accuracies.values(), default=None))
 
     def to_dict(self) -> dict[str, Any]:
         accuracy = self.source_accuracy
         data = {
             "data": self.origin,
-            "samples": int(len(self.x)),
+            "samples": self.samples,
             "labelled": self.labels is not None,
             "source_accuracy": None if accuracy is None else round(accuracy, 4),
             "reference": self.reference_kind,
         }
+        if len(self.outputs) > 1 and self.labels:
+            data["source_accuracy_by_output"] = {k: round(v, 4) for k, v in self.source_accuracies().items()}
         if self.accuracy_reference is not None:
             data["accuracy_of"] = "unpruned source"  # fidelity compares with the pruned model, accuracy with this
         return data
@@ -121,15 +131,29 @@ class VerificationSet:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Fidelity (and accuracy) of one converted model, and every threshold it misses."""
+    """Fidelity (and accuracy) of one converted model, output by output, and every threshold it misses."""
 
-    fidelity: Fidelity
-    accuracy: Accuracy | None
+    fidelities: tuple[Fidelity, ...]
+    accuracies: Mapping[str, Accuracy] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return not self.problems
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The worst output's figures (the only output's for a one-output model)."""
+        return worst(self.fidelities)
+
+    @property
+    def accuracy(self) -> Accuracy | None:
+        """The labelled output that lost the most accuracy."""
+        return max(self.accuracies.values(), key=lambda a: a.drop_pts, default=None)
+
+    def failing_outputs(self, thresholds: Thresholds) -> tuple[str, ...]:
+        """Outputs that miss a fidelity threshold (what --auto-keep-float may keep in float)."""
+        return tuple(f.output for f in self.fidelities if fidelity_problems(f, thresholds))
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,15 @@ class ModeConversion:
     verdict: Verdict | None = None
     keep_float: tuple[str, ...] = ()  # int8 with these layers (and their readers) in float
     float_layers: tuple[str, ...] = ()
+    float_outputs: tuple[str, ...] = ()  # int8 with these outputs computed and returned in float
+
+    @property
+    def fidelities(self) -> tuple[Fidelity, ...]:
+        return self.verdict.fidelities if self.verdict else (self.fidelity,)
+
+    @property
+    def accuracies(self) -> Mapping[str, Accuracy]:
+        return self.verdict.accuracies if self.verdict else {}
 
     @property
     def accuracy(self) -> Accuracy | None:
@@ -155,60 +188,9 @@ class ModeConversion:
         return self.verdict.problems if self.verdict else ()
 
 
-def compare_outputs(
-    reference: np.ndarray,
-    converted: Iterable[np.ndarray],
-    classifier: bool,
-    synthetic: bool,
-    output: str = "",
-    reference_kind: str = "source",
-    labels: np.ndarray | None = None,
-) -> tuple[Fidelity, float | None]:
-    """Fidelity of `converted` outputs (an array, or one output at a time) against `reference`, as
-    running sums; with `labels`, also the converted outputs' top-1 accuracy."""
-    ref = reference.reshape(len(reference), -1).astype(np.float64)
-    max_error = error_sum = cosine_sum = 0.0
-    agree = correct = count = 0
-    finite = True
-    for row, out in zip(ref, converted):
-        out = np.asarray(out, dtype=np.float64).reshape(-1)
-        error = np.abs(row - out)
-        finite = finite and bool(np.isfinite(error).all())
-        max_error = max(max_error, float(error.max()))
-        error_sum += float(error.sum())
-        norm = float(np.linalg.norm(row) * np.linalg.norm(out))
-        with np.errstate(invalid="ignore"):  # NaN/inf outputs give a NaN cosine, which judge() refuses
-            cosine_sum += float(row @ out) / max(norm, 1e-30) if norm > 0 else 1.0
-        agree += int(row.argmax() == out.argmax())
-        if labels is not None:
-            correct += int(out.argmax() == labels[count])
-        count += 1
-    fidelity = Fidelity(
-        count,
-        max_error if finite else float("nan"),
-        error_sum / max(count * ref.shape[1], 1),
-        cosine_sum / max(count, 1),
-        agree / count if classifier and count else None,
-        synthetic,
-        output,
-        reference_kind,
-    )
-    return fidelity, (correct / count if labels is not None and count else None)
-
-
-def judge(outputs: Iterable[np.ndarray], checks: VerificationSet, thresholds: Thresholds) -> Verdict:
-    """Fidelity and accuracy of converted outputs on the verification set, and the thresholds they miss.
-
-    Top-1 agreement is not judged on synthetic (random) inputs: their near-tied scores flip under
-    harmless rounding, so only cosine similarity is."""
-    source_accuracy = checks.source_accuracy
-    labels = checks.labels if source_accuracy is not None else None
-    fidelity, converted_accuracy = compare_outputs(
-        checks.reference, outputs, checks.is_classifier, checks.synthetic, checks.output, checks.reference_kind, labels
-    )
-    accuracy = None
-    if source_accuracy is not None and converted_accuracy is not None:
-        accuracy = Accuracy(source_accuracy, converted_accuracy, len(checks.labels))
+def fidelity_problems(fidelity: Fidelity, thresholds: Thresholds) -> list[str]:
+    """The fidelity thresholds one output misses. Top-1 agreement is not judged on synthetic (random)
+    inputs: their near-tied scores flip under harmless rounding, so only cosine similarity is."""
     problems = []
     if not fidelity.finite:
         problems.append("the converted model's outputs hold NaN or infinity")
@@ -217,70 +199,177 @@ def judge(outputs: Iterable[np.ndarray], checks: VerificationSet, thresholds: Th
     agreement = fidelity.top1_agreement
     if agreement is not None and not fidelity.synthetic and agreement < thresholds.min_agreement:
         problems.append(f"top-1 agreement {agreement:.3f} < {thresholds.min_agreement:g} (--min-agreement)")
+    channel = fidelity.channel_cosine
+    if fidelity.finite and channel is not None and not channel >= thresholds.min_cosine:
+        problems.append(
+            f"cosine similarity of channel {fidelity.worst_channel} {channel:.4f} < {thresholds.min_cosine:g} "
+            "(--min-cosine)"
+        )
+    if fidelity.box_match is not None and not fidelity.synthetic and fidelity.box_match < thresholds.min_agreement:
+        problems.append(f"box agreement {fidelity.box_match:.3f} < {thresholds.min_agreement:g} (--min-agreement)")
+    return problems
+
+
+def judge(outputs: Iterable[Any], checks: VerificationSet, thresholds: Thresholds) -> Verdict:
+    """Fidelity and accuracy of converted outputs (per sample: a list with one array per output, or a
+    bare array for a one-output model) on the verification set, and the thresholds they miss."""
+    rows = [row if isinstance(row, (list, tuple)) else [row] for row in outputs]
+    source_accuracies = checks.source_accuracies()
+    several = len(checks.outputs) > 1
+    fidelities, accuracies, problems = [], {}, []
+    for k, name in enumerate(checks.outputs):
+        labels = checks.labels[name] if name in source_accuracies else None  # type: ignore[index]
+        fidelity, converted = compare_outputs(
+            checks.reference[k],
+            (row[k] for row in rows),
+            checks.classifiers[k],
+            checks.synthetic,
+            name,
+            checks.reference_kind,
+            labels,
+            channels=not checks.classifiers[k] and not checks.postprocess,
+        )
+        if checks.postprocess and k == 0:
+            reference = [[ref[i] for ref in checks.reference] for i in range(checks.samples)]
+            matched = box_match(reference, rows, dict(checks.postprocess))
+            fidelity = replace(fidelity, box_match=matched)
+        fidelities.append(fidelity)
+        prefix = f"output {name}: " if several else ""
+        problems += [prefix + p for p in fidelity_problems(fidelity, thresholds)]
+        if converted is not None:
+            accuracy = Accuracy(source_accuracies[name], converted, len(labels))  # type: ignore[arg-type]
+            accuracies[name] = accuracy
+            problems += [prefix + p for p in accuracy_problems(accuracy, name, thresholds)]
+    return Verdict(tuple(fidelities), accuracies, tuple(problems))
+
+
+def accuracy_problems(accuracy: Accuracy, output: str, thresholds: Thresholds) -> list[str]:
+    problems = []
     limit = thresholds.max_accuracy_drop
-    if accuracy is not None and limit is not None and accuracy.drop_pts > limit:
+    if limit is not None and accuracy.drop_pts > limit:
         problems.append(
             f"accuracy {accuracy.converted:.2%} vs {accuracy.source:.2%}: drop {accuracy.drop_pts:.2f} pts "
             f"> {limit:g} (--max-accuracy-drop)"
         )
-    return Verdict(fidelity, accuracy, tuple(problems))
+    minimum = thresholds.min_accuracy.get(output, thresholds.min_accuracy.get(""))
+    if minimum is not None and accuracy.converted * 100 < minimum:
+        problems.append(f"accuracy {accuracy.converted:.2%} < {minimum:g}% (--min-accuracy)")
+    return problems
 
 
 def judge_content(content: bytes, checks: VerificationSet, thresholds: Thresholds, mode: str) -> Verdict:
     """Load a converted model with the device's interpreter, run the verification set, judge it."""
+    content = in_source_order(content, checks.signature)
     return judge(TFLiteModel(content, mode=mode).each_output(checks.x), checks, thresholds)
 
 
 def verify_conversion(
     mode: str, content: bytes, seconds: float, checks: VerificationSet, thresholds: Thresholds
 ) -> ModeConversion:
-    """A converted model with its verdict: run on the verification set with the interpreter `edgekit run` uses."""
+    """A converted model with its verdict: run on the verification set with the interpreter `edgekit run`
+    uses. Its inputs and outputs are put in the source's order and take the source's names."""
+    content = in_source_order(content, checks.signature)
     converted = TFLiteModel(content, mode=mode)
+    names_in, names_out = list(checks.x), list(checks.outputs)
+    if len(converted.inputs) != len(names_in) or len(converted.outputs) != len(names_out):
+        raise ConversionError(
+            f"{mode}: the converted model has {len(converted.inputs)} inputs and {len(converted.outputs)} outputs, "
+            f"the source {len(names_in)} and {len(names_out)}"
+        )
     verdict = judge(converted.each_output(checks.x), checks, thresholds)
-    return ModeConversion(mode, content, seconds, converted.inputs, converted.outputs, verdict.fidelity, verdict)
+    inputs = tuple(replace(t, name=n) for t, n in zip(converted.inputs, names_in))
+    outputs = tuple(replace(t, name=n) for t, n in zip(converted.outputs, names_out))
+    return ModeConversion(mode, content, seconds, inputs, outputs, verdict.fidelity, verdict)
 
 
 def verification_set(
     source: Any,
     inputs: ModelInputs,
-    calibration: np.ndarray | None,
+    calibration: Mapping[str, np.ndarray] | None,
     evaluation: Samples | None,
     unpruned: Any = None,
 ) -> VerificationSet:
     """What every conversion is checked on: --eval-data when given, else the calibration inputs, else
     random inputs in the model's input range (fidelity only, and said so). With `unpruned` (the user's
     model before pruning) accuracy is measured against it, fidelity against `source`."""
-    classes = inputs.classes
+    names = tuple(o.name for o in source.outputs)
     if evaluation is not None:
         x, labels, origin = evaluation.x, evaluation.y, "eval-data"
-        if labels is not None and classes is not None and len(labels) and int(labels.max()) >= classes:
-            raise InputError(
-                f"{evaluation.path}: label {int(labels.max())} is out of range for a model with {classes} outputs"
-            )
     elif calibration is not None:
-        x, labels, origin = calibration[evenly_spaced(len(calibration), CHECK_SAMPLES)], None, "calibration"
+        x, labels, origin = (
+            take(calibration, evenly_spaced(batch_size(calibration), CHECK_SAMPLES)),
+            None,
+            "calibration",
+        )
     else:
-        x, labels, origin = synthetic_samples(inputs.tensor, inputs.preprocess, SYNTHETIC_SAMPLES), None, "synthetic"
-    labels = labels if inputs.is_classifier else None
+        x, labels, origin = synthetic_samples(inputs, SYNTHETIC_SAMPLES), None, "synthetic"
+    reference = source.predict(x)
+    classifiers = classifier_flags(inputs, reference, labels)
+    if evaluation is not None:
+        for name, y in (labels or {}).items():
+            k = names.index(name)
+            classes = source.outputs[k].shape[-1]
+            if classifiers[k] and len(y) and int(y.max()) >= int(classes):
+                raise InputError(
+                    f"{evaluation.path}: label {int(y.max())} is out of range for output {name} with {classes} classes"
+                )
+    elif calibration is not None:
+        x, labels, origin = (
+            take(calibration, evenly_spaced(batch_size(calibration), CHECK_SAMPLES)),
+            None,
+            "calibration",
+        )
+    else:
+        x, labels, origin = synthetic_samples(inputs, SYNTHETIC_SAMPLES), None, "synthetic"
+    labelled = labels is not None and any(classifiers[names.index(n)] for n in labels)
     return VerificationSet(
         x=x,
-        reference=source.predict(x),
-        labels=labels,
+        reference=reference,
+        labels=labels if labelled else None,
         origin=origin,
-        is_classifier=inputs.is_classifier,
-        output=source.output_name,
+        is_classifier=classifiers,
+        output=names,
         reference_kind="self" if source.kind == "tflite" else "source",
-        accuracy_reference=None if unpruned is None or labels is None else unpruned.predict(x),
+        accuracy_reference=None if unpruned is None or not labelled else unpruned.predict(x),
+        postprocess=inputs.postprocess if inputs.task == "detect" else None,
+        signature=None if source.kind == "tflite" else (tuple(source.signature_keys), tuple(source.output_keys)),
     )
 
 
-def require_labels_for_accuracy_gate(thresholds: Thresholds, checks: VerificationSet) -> None:
-    """--max-accuracy-drop without labels would gate on nothing: refuse it as a usage error."""
-    if thresholds.max_accuracy_drop is not None and checks.labels is None:
-        raise UsageError(
-            "--max-accuracy-drop needs labelled --eval-data (a folder per class, or a .npz with x and y) "
-            "and a classifier"
+def classifier_flags(
+    inputs: ModelInputs, reference: Sequence[np.ndarray], labels: Mapping[str, np.ndarray] | None
+) -> tuple[bool, ...]:
+    """Which outputs score classes (top-1 agreement and accuracy are measured on them): a rank-2 output
+    that is the model's only one, has labels, or gives probability rows (non-negative, summing to 1)."""
+    flags = []
+    for k, (info, values) in enumerate(zip(inputs.outputs, reference)):
+        rows = values.reshape(len(values), -1)
+        probabilities = bool(np.all(rows >= -1e-6) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3))
+        flags.append(
+            is_class_scores(info.shape) and (k == inputs.classifier or info.name in (labels or {}) or probabilities)
         )
+    return tuple(flags)
+
+
+def require_labels_for_accuracy_gate(thresholds: Thresholds, checks: VerificationSet) -> None:
+    """An accuracy gate that cannot be checked would pass silently: refuse it as a usage error (exit 2)."""
+    gates = (["--max-accuracy-drop"] if thresholds.max_accuracy_drop is not None else []) + (
+        ["--min-accuracy"] if thresholds.min_accuracy else []
+    )
+    if gates and checks.labels is None:
+        raise UsageError(
+            f"{gates[0]} needs labelled --eval-data (a folder per class, or a .npz with x and y or y_<output>) "
+            "for a classifier output"
+        )
+    if thresholds.max_accuracy_drop is not None and checks.reference_kind == "self":
+        raise UsageError(
+            "--max-accuracy-drop: a .tflite has no source model to measure a drop from; use --min-accuracy PCT"
+        )
+    labelled = set(checks.source_accuracies())
+    for name in thresholds.min_accuracy:
+        if name and name not in labelled:
+            known = ", ".join(sorted(labelled)) or "none"
+            raise UsageError(f"--min-accuracy {name}=...: no labelled classifier output {name!r} (labelled: {known})")
 
 
 def refuse_failing(
@@ -304,7 +393,8 @@ def refuse_failing(
         conversion = conversions[mode]
         if conversion.problems:
             users = ", ".join(t.name for t in targets if plan[t.name] == mode)
-            kind = FidelityError if any("--max-accuracy-drop" not in p for p in conversion.problems) else CheckFailed
+            gates = ("(--max-accuracy-drop)", "(--min-accuracy)")
+            kind = CheckFailed if all(p.endswith(gates) for p in conversion.problems) else FidelityError
             raise kind(
                 f"{mode} conversion for {users} fails the checks: {'; '.join(conversion.problems)}; nothing written "
                 "(--allow-degraded writes it anyway; edgekit debug shows which layers lose the accuracy)"

@@ -3,6 +3,8 @@ the source and of every converted mode, and --max-accuracy-drop gates on it in p
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +12,7 @@ from PIL import Image
 from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.conversion import pipeline
 from edgekit.conversion.accuracy import Accuracy
+from edgekit.conversion.contract import ModelInputs, TensorInfo
 from edgekit.conversion.inputs import EVALUATION, load_samples
 from edgekit.errors import CheckFailed, FidelityError, InputError, UsageError
 from tests.conftest import cli_json
@@ -19,8 +22,12 @@ DIGITS_PREPROCESS = Preprocess((32, 32), "L")
 
 
 def load_eval_data(path, tensor, preprocess, labels=None, limit=500):
-    """--eval-data as convert loads it."""
-    return load_samples(path, tensor, preprocess, limit, labels, EVALUATION)
+    """--eval-data as convert loads it, for a one-input, one-output classifier."""
+    outputs = (TensorInfo("probs", (None, 10)),)
+    inputs = ModelInputs((tensor,), (preprocess,), outputs, 0, 10, None if labels is None else tuple(labels))
+    samples = load_samples(path, inputs, limit, EVALUATION)
+    y = samples.y["probs"] if samples.y else None
+    return SimpleNamespace(x=samples.x["input"], y=y, labelled=samples.labelled, classes=samples.classes)
 
 
 def test_folder_per_class_and_npz_give_the_same_data(digits):

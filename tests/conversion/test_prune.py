@@ -30,7 +30,22 @@ def digits16() -> dict:
     x = np.kron(digits.images / 16.0, np.ones((2, 2)))[..., None].astype(np.float32)
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], digits.target[order].astype(np.int64)
-    return {"train": Samples(x[:1400], y[:1400], "train"), "eval": Samples(x[1400:], y[1400:], "eval")}
+    return {
+        "train": Samples({"image": x[:1400]}, {"probs": y[:1400]}, "train"),
+        "eval": Samples({"image": x[1400:]}, {"probs": y[1400:]}, "eval"),
+    }
+
+
+def load_single(path, spec, preprocess, labels=None, option="--calibration"):
+    """load_samples for a one-input classifier, answering plain arrays."""
+    from types import SimpleNamespace
+
+    from edgekit.conversion.contract import ModelInputs, TensorInfo
+    from edgekit.conversion.inputs import load_samples
+
+    inputs = ModelInputs((spec,), (preprocess,), (TensorInfo("probs", (None, 3)),), 0, 3, labels and tuple(labels))
+    data = load_samples(path, inputs, option=option)
+    return SimpleNamespace(x=data.x[spec.name], y=data.y["probs"] if data.y else None)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +70,7 @@ def trained(digits16):
     model = keras.Model(inputs, outputs, name="digits16")
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     train = digits16["train"]
-    model.fit(train.x, train.y, epochs=6, batch_size=32, verbose=0)
+    model.fit(train.x["image"], train.y["probs"], epochs=6, batch_size=32, verbose=0)
     return model
 
 
@@ -64,12 +79,14 @@ def sparsity_of(model, name: str) -> float:
 
 
 def int8_content(model, calibration: np.ndarray, tmp_path) -> bytes:
-    from edgekit.conversion.load import SourceModel
+    from edgekit.conversion.contract import TensorInfo
+    from edgekit.conversion.load import SourceModel, with_keras_model
     from edgekit.conversion.quantize import convert_saved_model, saved_model_dir
 
-    source = SourceModel(tmp_path, "keras", tuple(model.inputs[0].shape), (None, 10), "", keras_model=model)
+    tensors = (TensorInfo("image", tuple(model.inputs[0].shape)),), (TensorInfo("probs", (None, 10)),)
+    source = with_keras_model(SourceModel(tmp_path, "keras", *tensors, ""), model)
     with saved_model_dir(source) as export:
-        return convert_saved_model(export, "int8", calibration)
+        return convert_saved_model(export, "int8", source.signature_batch({"image": calibration}))
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +198,8 @@ def test_mask_survives_every_training_step(trained, digits16):
 
     model = copy_model(trained)
     plan = plan_magnitude(model)
-    train = dataclasses.replace(digits16["train"], x=digits16["train"].x[:320], y=digits16["train"].y[:320])
+    whole = digits16["train"]
+    train = dataclasses.replace(whole, x={"image": whole.x["image"][:320]}, y={"probs": whole.y["probs"][:320]})
     seen = []
 
     class Watch(keras.callbacks.Callback):
@@ -213,7 +231,7 @@ def test_zeros_survive_keras_files_batch_norm_folding_and_int8(fine_tuned, train
     for name in PRUNED:
         assert sparsity_of(reloaded, name) == pytest.approx(0.5, abs=0.01)
 
-    calibration = digits16["train"].x[:64]
+    calibration = digits16["train"].x["image"][:64]
     contents = {
         "unpruned": int8_content(trained, calibration, tmp_path),
         "pruned": int8_content(reloaded, calibration, tmp_path),
@@ -253,7 +271,7 @@ def test_compare_converted_measures_both_models_the_same_way(trained, digits16, 
 
     monkeypatch.setattr(compare, "time_interleaved", fixed_timings)
     pruned, _ = prune_model(trained, PruneSettings(sparsity=0.5, channels=0.25))
-    calibration = digits16["train"].x[:64]
+    calibration = digits16["train"].x["image"][:64]
     contents = [int8_content(model, calibration, tmp_path) for model in (trained, pruned)]
     comparison = compare.compare_converted("int8", *contents, digits16["eval"], 1)
     assert timed == [2]  # both models timed in one interleaved run
@@ -274,43 +292,43 @@ def test_labelled_data_from_npz_and_class_folders(tmp_path):
     from PIL import Image
 
     from edgekit.bundle import Preprocess, TensorSpec
-    from edgekit.conversion.inputs import TRAINING, load_samples
+    from edgekit.conversion.inputs import TRAINING
 
     spec = TensorSpec("image", (1, 8, 8, 1), "float32")
     preprocess = Preprocess(size=(8, 8), color="L", mean=(0.0,), std=(255.0,), layout="NHWC")
     pixels = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1)).astype(np.uint8)
     np.savez(tmp_path / "train.npz", x=pixels, y=np.arange(6) % 3)
-    data = load_samples(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
+    data = load_single(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
     np.testing.assert_allclose(data.x, pixels / 255.0, atol=1e-6)
     assert list(data.y) == [0, 1, 2, 0, 1, 2]
     for index, image in enumerate(pixels):
         folder = tmp_path / "folder" / ("cat", "dog")[index % 2]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[..., 0], "L").save(folder / f"{index}.png")
-    data = load_samples(tmp_path / "folder", spec, preprocess, labels=["dog", "cat"], option=TRAINING)
+    data = load_single(tmp_path / "folder", spec, preprocess, labels=["dog", "cat"], option=TRAINING)
     assert sorted(data.y.tolist()) == [0, 0, 0, 1, 1, 1] and data.x.shape == (6, 8, 8, 1)
     np.save(tmp_path / "x.npy", pixels)
     with pytest.raises(InputError, match="needs labels"):
-        load_samples(tmp_path / "x.npy", spec, preprocess, option=TRAINING)
+        load_single(tmp_path / "x.npy", spec, preprocess, option=TRAINING)
     np.savez(tmp_path / "nolabels.npz", x=pixels)
     with pytest.raises(InputError, match="holds no 'y'"):
-        load_samples(tmp_path / "nolabels.npz", spec, preprocess, option=TRAINING)
+        load_single(tmp_path / "nolabels.npz", spec, preprocess, option=TRAINING)
     np.savez(tmp_path / "shape.npz", x=pixels[:, :4], y=np.zeros(6))
     with pytest.raises(InputError, match="expected"):
-        load_samples(tmp_path / "shape.npz", spec, preprocess, option=TRAINING)
+        load_single(tmp_path / "shape.npz", spec, preprocess, option=TRAINING)
 
 
 def test_float_class_labels_and_nchw_pixels_load_like_eval_data(tmp_path):
     """y stored as floats is still class indices (as --eval-data takes it); uint8 NCHW pixels are
     normalized per channel on axis 1, not on the last axis."""
     from edgekit.bundle import Preprocess, TensorSpec
-    from edgekit.conversion.inputs import TRAINING, load_samples
+    from edgekit.conversion.inputs import TRAINING
 
     spec = TensorSpec("image", (1, 3, 4, 4), "float32")
     preprocess = Preprocess(size=(4, 4), color="RGB", mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0), layout="NCHW")
     pixels = np.full((5, 3, 4, 4), 100, np.uint8)
     np.savez(tmp_path / "train.npz", x=pixels, y=np.arange(5, dtype=np.float64) % 2)
-    data = load_samples(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
+    data = load_single(tmp_path / "train.npz", spec, preprocess, option=TRAINING)
     assert data.y.dtype.kind == "i" and list(data.y) == [0, 1, 0, 1, 0]
     assert [float(data.x[0, c, 0, 0]) for c in range(3)] == [45.0, 20.0, 8.75]
 
@@ -361,9 +379,9 @@ def model_files(trained, digits16, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("prune-cli")
     trained.save(folder / "digits16.keras")
     train, evaluation = digits16["train"], digits16["eval"]
-    np.savez(folder / "calibration.npz", x=train.x[:100])
-    np.savez(folder / "train.npz", x=train.x, y=train.y)
-    np.savez(folder / "eval.npz", x=evaluation.x, y=evaluation.y)
+    np.savez(folder / "calibration.npz", x=train.x["image"][:100])
+    np.savez(folder / "train.npz", x=train.x["image"], y=train.y["probs"])
+    np.savez(folder / "eval.npz", x=evaluation.x["image"], y=evaluation.y["probs"])
     return {name: folder / name for name in ("digits16.keras", "calibration.npz", "train.npz", "eval.npz")} | {
         "dir": folder
     }

@@ -16,7 +16,7 @@ from edgekit.bundle.files import temporary_folder
 from edgekit.conversion.accuracy import model_accuracy
 from edgekit.conversion.inputs import Samples
 from edgekit.conversion.quantize import CALIBRATED_MODES, convert_saved_model, saved_model_dir
-from edgekit.conversion.tflite_model import TFLiteModel
+from edgekit.conversion.tflite_model import TFLiteModel, in_source_order
 from edgekit.runtime.inspect_model import plain_interpreter
 from edgekit.runtime.interpreter import ops_details
 from edgekit.runtime.macs import count_macs
@@ -113,13 +113,15 @@ def interleaved_p50(contents: Sequence[bytes], threads: int, seconds: float = 1.
     return [float(np.median(series)) / 1e6 for series in timings]
 
 
-def measure_converted(path: Path, evaluation: Samples | None, p50_ms: float) -> ConvertedFigures:
+def measure_converted(
+    path: Path, evaluation: Samples | None, p50_ms: float, output_names: Sequence[str] = ()
+) -> ConvertedFigures:
     content = path.read_bytes()
     interpreter = plain_interpreter(path)
     interpreter.allocate_tensors()
     accuracy = None
     if evaluation is not None and evaluation.labelled:
-        accuracy = model_accuracy(TFLiteModel(content).predict, evaluation)
+        accuracy = model_accuracy(TFLiteModel(content).predict_batch, evaluation, output_names)
     return ConvertedFigures(
         macs=count_macs(path),
         tflite_bytes=len(content),
@@ -131,7 +133,12 @@ def measure_converted(path: Path, evaluation: Samples | None, p50_ms: float) -> 
 
 
 def compare_converted(
-    mode: str, unpruned: bytes, pruned: bytes, evaluation: Samples | None, threads: int
+    mode: str,
+    unpruned: bytes,
+    pruned: bytes,
+    evaluation: Samples | None,
+    threads: int,
+    output_names: Sequence[str] = (),
 ) -> PrunedVsUnpruned:
     """Measure the unpruned and the pruned conversion of one mode the same way, in the same run."""
     threads = max(1, min(threads, os.cpu_count() or 1))
@@ -140,8 +147,8 @@ def compare_converted(
         paths = [Path(tmp) / "unpruned.tflite", Path(tmp) / "pruned.tflite"]
         paths[0].write_bytes(unpruned)
         paths[1].write_bytes(pruned)
-        before = measure_converted(paths[0], evaluation, p50[0])
-        after = measure_converted(paths[1], evaluation, p50[1])
+        before = measure_converted(paths[0], evaluation, p50[0], output_names)
+        after = measure_converted(paths[1], evaluation, p50[1], output_names)
     return PrunedVsUnpruned(mode, threads, before, after)
 
 
@@ -149,7 +156,7 @@ def compare_with_unpruned(
     report: Any,
     unpruned: Any,
     pruned_models: dict[str, bytes],
-    calibration: np.ndarray | None,
+    calibration: dict[str, np.ndarray] | None,
     evaluation: Samples | None,
     threads: dict[str, int],
     verbose: bool = False,
@@ -157,8 +164,11 @@ def compare_with_unpruned(
     """`report` (a PruningReport) with each mode's pruned conversion set beside the unpruned model's,
     converted with the same settings."""
     comparisons = []
+    names = [o.name for o in unpruned.outputs]
+    keyed = None if calibration is None else unpruned.signature_batch(calibration)
     with saved_model_dir(unpruned, verbose) as export_dir:
         for mode, content in pruned_models.items():
-            baseline = convert_saved_model(export_dir, mode, calibration if mode in CALIBRATED_MODES else None, verbose)
-            comparisons.append(compare_converted(mode, baseline, content, evaluation, threads.get(mode, 1)))
+            baseline = convert_saved_model(export_dir, mode, keyed if mode in CALIBRATED_MODES else None, verbose)
+            baseline = in_source_order(baseline, (unpruned.signature_keys, unpruned.output_keys))
+            comparisons.append(compare_converted(mode, baseline, content, evaluation, threads.get(mode, 1), names))
     return dataclasses.replace(report, comparisons=tuple(comparisons))

@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit import defaults
-from edgekit.conversion.inputs import Samples
+from edgekit.conversion.inputs import Samples, take
+from edgekit.conversion.load import input_names, output_names
 from edgekit.conversion.quiet import import_keras, quiet_native_output
 from edgekit.errors import InputError
 
@@ -64,6 +65,13 @@ def choose_loss(keras: Any, outputs: np.ndarray, y: np.ndarray, source: str) -> 
     return keras.losses.MeanSquaredError(), "mean_squared_error", []
 
 
+def keras_call(model: Any, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The model's outputs (a list, model order) on inputs by name."""
+    arrays = [batch[name] for name in input_names(model)]
+    outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+    return [np.asarray(o) for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+
+
 def fine_tune(
     model: Any,
     data: Samples,
@@ -76,13 +84,35 @@ def fine_tune(
 ) -> FineTuning:
     """Train `model` in place for a few epochs with Adam (seeded); `callbacks` keep pruning masks;
     `progress` hears of every epoch."""
-    assert data.y is not None
+    assert data.y
     keras = import_keras()
     keras.utils.set_random_seed(SEED)
-    y = data.y.astype(np.float32) if data.y.dtype.kind == "f" else data.y.astype(np.int64)
-    outputs = np.asarray(model(data.x[: min(len(data), 64)], training=False))
-    loss, loss_name, metrics = choose_loss(keras, outputs, y, data.path)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+    names = [n for n in output_names(model) if n in data.y]  # the labelled outputs, model order
+    if not names:
+        raise InputError(f"{data.path}: no labels for any output of the model ({', '.join(output_names(model))})")
+    trained = (
+        model
+        if len(names) == len(model.outputs)
+        else keras.Model(model.inputs, [model.outputs[output_names(model).index(n)] for n in names])
+    )
+    probe = keras_call(trained, take(data.x, slice(0, min(len(data), 64))))
+    losses, loss_names, metrics = [], [], []
+    ys = []
+    for name, outputs in zip(names, probe):
+        y = data.y[name]
+        y = y.astype(np.float32) if y.dtype.kind == "f" else y.astype(np.int64)
+        where = data.path if len(names) == 1 else f"{data.path} (y_{name})"
+        loss, loss_name, metric = choose_loss(keras, outputs, y, where)
+        losses.append(loss)
+        loss_names.append(loss_name if len(names) == 1 else f"{name}: {loss_name}")
+        metrics.append(metric)
+        ys.append(y)
+    if len(names) == 1:
+        losses, metrics, ys = losses[0], metrics[0], ys[0]
+    trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, metrics=metrics)
+    model, y, loss_name = trained, ys, "; ".join(loss_names)
+    x = [data.x[n] for n in input_names(model)]
+    x = x[0] if len(x) == 1 else x
     steps_per_epoch = -(-len(data) // batch_size)
 
     class EpochProgress(keras.callbacks.Callback):
@@ -93,7 +123,7 @@ def fine_tune(
     start = time.perf_counter()
     with quiet_native_output(verbose):
         history = model.fit(
-            data.x,
+            x,
             y,
             epochs=epochs,
             batch_size=batch_size,

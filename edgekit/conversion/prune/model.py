@@ -9,8 +9,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgekit.conversion.accuracy import model_accuracy
-from edgekit.conversion.inputs import TRAINING, ModelInputs, Samples, load_samples
-from edgekit.conversion.load import with_keras_model
+from edgekit.conversion.inputs import TRAINING, ModelInputs, Samples, load_samples, take
+from edgekit.conversion.load import input_names, output_names, with_keras_model
 from edgekit.conversion.prune import PruneSettings
 from edgekit.conversion.prune.channels import ChannelPruning, prune_channels
 from edgekit.conversion.prune.compare import PrunedVsUnpruned
@@ -71,9 +71,16 @@ class PruningReport:
         return data
 
 
-def keras_predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model(batch, training=False))
+def keras_predictor(model: Any) -> Callable[[Any], Any]:
+    """A Keras model called on inputs by name: one array for one output, else a list (model order)."""
+    names = input_names(model)
+
+    def predict(batch: Any) -> Any:
+        arrays = [batch[name] for name in names] if isinstance(batch, dict) else [batch]
+        outputs = model(arrays[0] if len(arrays) == 1 else arrays, training=False)
+        if isinstance(outputs, (list, tuple)):
+            return [np.asarray(o) for o in outputs]
+        return np.asarray(outputs)
 
     return predict
 
@@ -92,19 +99,25 @@ def prune_model(
     evaluation: Samples | None = None,
     progress: StepDone | None = None,
     verbose: bool = False,
-    samples: np.ndarray | None = None,
+    samples: dict[str, np.ndarray] | None = None,
 ) -> tuple[Any, PruningReport]:
     """Prune a Keras model: channels first (a narrower model), then magnitude; fine-tune when
     `train` is given, else one-shot. The input model is left untouched. `samples` (model inputs, the
     calibration data in `convert`) let channel pruning keep each layer's mean output."""
     accuracy: dict[str, float] = {}
     if evaluation is not None:
-        accuracy["unpruned"] = model_accuracy(keras_predictor(model), evaluation)
+        accuracy["unpruned"] = model_accuracy(keras_predictor(model), evaluation, output_names(model))
     channels = None
     if settings.channels is not None:
+        if len(model.inputs) > 1:
+            raise InputError(
+                f"--prune-channels rebuilds models with one input; this one has {len(model.inputs)} "
+                "(use --prune, which keeps the topology)"
+            )
         if samples is None and train is not None:
-            samples = train.x[: len(train) : max(1, len(train) // COMPENSATION_SAMPLES)]
-        samples = None if samples is None else samples[:COMPENSATION_SAMPLES]
+            samples = take(train.x, slice(0, len(train), max(1, len(train) // COMPENSATION_SAMPLES)))
+        samples = None if samples is None else take(samples, slice(0, COMPENSATION_SAMPLES))
+        samples = None if samples is None else next(iter(samples.values()))
         model, channels = prune_channels(
             model, settings.channels, settings.norm, settings.skip, settings.multiple, samples
         )
@@ -117,13 +130,13 @@ def prune_model(
         if plan:
             apply_sparsity(plan, settings.sparsity, block)
         if evaluation is not None:
-            accuracy["one_shot"] = model_accuracy(keras_predictor(model), evaluation)
+            accuracy["one_shot"] = model_accuracy(keras_predictor(model), evaluation, output_names(model))
     else:
         if evaluation is not None:
             one_shot = copy_model(model)
             if plan:
                 apply_sparsity(plan_magnitude(one_shot, settings.skip, settings.include), settings.sparsity, block)
-            accuracy["one_shot"] = model_accuracy(keras_predictor(one_shot), evaluation)
+            accuracy["one_shot"] = model_accuracy(keras_predictor(one_shot), evaluation, output_names(one_shot))
             del one_shot
         callbacks = []
         if plan:
@@ -139,7 +152,7 @@ def prune_model(
             verbose=verbose,
         )
         if evaluation is not None:
-            accuracy["fine_tuned"] = model_accuracy(keras_predictor(model), evaluation)
+            accuracy["fine_tuned"] = model_accuracy(keras_predictor(model), evaluation, output_names(model))
     magnitude = measured_sparsity(plan, settings.sparsity, block) if plan else None
     report = PruningReport(settings, magnitude, channels, tuning, accuracy or None)
     return model, report
@@ -151,7 +164,7 @@ def prune_source(
     inputs: ModelInputs,
     finetune_data: str | None = None,
     evaluation: Samples | None = None,
-    calibration: np.ndarray | None = None,
+    calibration: dict[str, np.ndarray] | None = None,
     progress: StepDone | None = None,
     verbose: bool = False,
 ) -> tuple[Any, PruningReport]:
@@ -162,7 +175,7 @@ def prune_source(
         )
     train = None
     if finetune_data is not None:
-        train = load_samples(finetune_data, inputs.tensor, inputs.preprocess, labels=inputs.labels, option=TRAINING)
+        train = load_samples(finetune_data, inputs, option=TRAINING)
     labelled = evaluation if evaluation is not None and evaluation.labelled else None
     model, report = prune_model(source.keras_model, settings, train, labelled, progress, verbose, calibration)
     return with_keras_model(source, model), report
