@@ -46,14 +46,15 @@ def onnx_files(onnx_builders, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def classifier_modes(onnx_files) -> dict:
     """The classifier loaded once (one onnx2tf run) and converted to every mode from its SavedModel."""
-    from edgekit.conversion.inputs import load_samples, model_inputs
+    from edgekit.conversion.contract import model_inputs
+    from edgekit.conversion.inputs import load_samples
     from edgekit.conversion.load import load_model
     from edgekit.conversion.quantize import convert_modes
 
     source = load_model(onnx_files["classifier"])
-    inputs = model_inputs(source.input_shape, source.output_shape)
-    calibration = load_samples(onnx_files["calibration"], inputs.tensor, inputs.preprocess).x
-    converted, failures, _ = convert_modes(source.saved_model_path, ALL_MODES, calibration)
+    inputs = model_inputs(source.inputs, source.outputs)
+    calibration = load_samples(onnx_files["calibration"], inputs).x
+    converted, failures, _ = convert_modes(source.saved_model_path, ALL_MODES, source.signature_batch(calibration))
     assert not failures, failures
     return {"source": source, "inputs": inputs, "calibration": calibration, "converted": converted}
 

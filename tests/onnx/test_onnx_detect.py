@@ -1,6 +1,6 @@
 """A YOLO-style ONNX detector: boxes (pixels) and class scores (0-1) share one output, [1, 4 + C, anchors].
-An int8 output would round every score to 0 or one step of ~1.3 (the boxes set the scale): the int8
-bundle must keep that output float, as the several-outputs work (issue 11) does for Keras detectors."""
+An int8 output would round every score to 0 or one step of ~1.3 (the boxes set the scale): with
+--float-outputs output0 (issue 11's several-outputs work) the int8 bundle keeps that output float."""
 
 from __future__ import annotations
 
@@ -17,16 +17,19 @@ def detector(onnx_builders, onnx_files, tmp_path_factory):
     x, _ = onnx_builders.patterns(40, size=64, seed=5)
     np.save(folder / "calibration.npy", x.astype(np.float32) / 255)
     report = convert(path, targets=["x86_64"], quantization="int8", calibration=folder / "calibration.npy",
-                     out=folder, allow_degraded=True)  # fmt: skip
+                     out=folder, allow_degraded=True, float_outputs=["output0"])  # fmt: skip
     return {"report": report, "bundle": folder / "detector-x86_64", "x": x.astype(np.float32) / 255, "onnx": path}
 
 
-@pytest.mark.xfail(reason="needs issue 11's float outputs for mixed-range int8 outputs (conversion-io)", strict=False)
 def test_int8_detector_keeps_its_shared_output_float(detector):
+    import json
+
     import onnxruntime
 
     from edgekit.conversion.tflite_model import TFLiteModel
 
+    manifest = json.loads((detector["bundle"] / "edgekit.json").read_text())
+    assert manifest["task"] == "detect" and manifest["outputs"][0]["name"] == "output0"
     model = TFLiteModel((detector["bundle"] / "model.tflite").read_bytes())
     assert model.input.shape == (1, 3, 64, 64) and model.output.shape == (1, 7, 64)
     assert model.output.dtype == "float32"

@@ -11,8 +11,8 @@ from PIL import Image
 
 def test_bundle_keeps_nchw_at_its_edges(classifier_bundle):
     manifest = json.loads((classifier_bundle["bundle"] / "edgekit.json").read_text())
-    assert manifest["inputs"][0]["shape"] == [1, 3, 32, 32]
-    assert manifest["outputs"][0]["shape"] == [1, 4]
+    assert [(t["name"], t["shape"]) for t in manifest["inputs"]] == [("images", [1, 3, 32, 32])]
+    assert [(t["name"], t["shape"]) for t in manifest["outputs"]] == [("probs", [1, 4])]
     preprocess = manifest.get("preprocess") or manifest["inputs"][0].get("preprocess")
     assert preprocess["layout"] == "NCHW" and preprocess["size"] == [32, 32]
     assert manifest["source"]["format"] == "onnx"
@@ -31,7 +31,7 @@ def test_bundle_runs_an_nchw_array_like_onnxruntime(classifier_bundle, classifie
     report = run(classifier_bundle["bundle"], [tmp_path / "sample.npy"], warmup=0, repeat=1).to_dict()
     result = report["results"][0] if "results" in report else report["inputs"][0]
     index, score = _top1(result)
-    expected = classifier_modes["source"].predict(sample)[0]
+    expected = classifier_modes["source"].predict(sample)[0][0]
     assert index == expected.argmax()
     assert abs(score - expected.max()) < 0.05
 
@@ -47,7 +47,7 @@ def test_images_are_preprocessed_into_nchw(classifier_bundle, classifier_modes, 
     report = run(classifier_bundle["bundle"], [tmp_path / "pattern.png"], warmup=0, repeat=1).to_dict()
     result = report["results"][0] if "results" in report else report["inputs"][0]
     index, score = _top1(result)
-    expected = classifier_modes["source"].predict(pixels[None].astype(np.float32) / 255.0)[0]
+    expected = classifier_modes["source"].predict(pixels[None].astype(np.float32) / 255.0)[0][0]
     assert index == expected.argmax()
     assert abs(score - expected.max()) < 0.05
 
@@ -77,3 +77,18 @@ def _top1(result: dict) -> tuple[int, float]:
         return int(result["top_k"][0]["index"]), float(result["top_k"][0]["score"])
     values = np.asarray(result["outputs"][0]["values"], dtype=np.float32)
     return int(values.argmax()), float(values.max())
+
+
+def test_two_outputs_come_out_in_onnx_order_names_and_layout(onnx_files, tmp_path):
+    """The several-outputs pipeline: an int8 bundle of the two-head model lists logits (1, 5) then the
+    NCHW feature map (1, 8, 8, 8), each checked against onnxruntime."""
+    from edgekit.conversion.pipeline import convert
+
+    report = convert(onnx_files["two_outputs"], targets=["x86_64"], quantization="int8",
+                     calibration=onnx_files["calibration"], out=tmp_path, allow_degraded=True)  # fmt: skip
+    manifest = json.loads((tmp_path / "two_outputs-x86_64" / "edgekit.json").read_text())
+    assert [(t["name"], t["shape"]) for t in manifest["outputs"]] == [("logits", [1, 5]), ("features", [1, 8, 8, 8])]
+    assert manifest["inputs"][0]["name"] == "images" and manifest["inputs"][0]["shape"] == [1, 3, 32, 32]
+    fidelity = report.bundles[0].to_dict()["fidelity"]
+    print("two outputs int8 fidelity", fidelity)
+    assert not report.bundles[0].degraded, report.bundles[0].problems

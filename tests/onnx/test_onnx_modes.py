@@ -20,7 +20,7 @@ def test_every_mode_agrees_with_onnxruntime(classifier_modes, onnx_files, mode):
     source = classifier_modes["source"]
     with np.load(onnx_files["eval"]) as data:
         x, y = data["x"], data["y"]
-    reference = source.predict(x)  # onnxruntime on the original file
+    reference = source.predict(x)[0]  # onnxruntime on the original file
     model = TFLiteModel(classifier_modes["converted"][mode].content, mode=mode)
     assert model.input.shape == (1, 3, 32, 32), "the .tflite keeps the ONNX (NCHW) input"
     assert model.output.shape == (1, 4)
