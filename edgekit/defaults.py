@@ -28,3 +28,6 @@ BUDGET_MS = 10.0  # when neither the target nor the user says otherwise
 WARMUP = 10
 REPEAT = 100
 TOP_K = 5
+CONF = 0.25  # detect: lowest score a box is kept with
+IOU = 0.45  # detect: overlap above which non-maximum suppression drops the weaker box of a class
+MAX_DETECTIONS = 100  # detect: boxes reported per input at most

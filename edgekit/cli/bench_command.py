@@ -8,6 +8,7 @@ import click
 
 from edgekit import defaults
 from edgekit.cli.options import (
+    PATH,
     Command,
     argument,
     budget_option,
@@ -20,6 +21,7 @@ from edgekit.cli.options import (
 )
 from edgekit.cli.output import fail, human_bytes, print_json, reports_errors
 from edgekit.cli.progress_bar import ProgressBar
+from edgekit.cli.run_command import named_inputs_option
 
 
 @click.command("bench", cls=Command)
@@ -46,6 +48,14 @@ from edgekit.cli.progress_bar import ProgressBar
     metavar="SECONDS",
     help="Time invokes for at least this long per row instead of a fixed --repeat.",
 )
+@option(
+    "--inputs",
+    type=PATH,
+    metavar="FILE",
+    help="Time every model on this sample instead of random values: a .npz keyed by input name, "
+    "or an image or .npy for one-input models.",
+)
+@named_inputs_option("Time on this sample, given input by input (repeat for each input) instead of random values.")
 @budget_option(
     "Latency budget for the invoke p99; exit 3 when any row is over it. Default: each bundle's, reported only."
 )
@@ -62,6 +72,8 @@ def bench(
     warmup: int,
     repeat: int | None,
     min_seconds: float | None,
+    inputs: Path | None,
+    input_files: dict[str, Path] | None,
     budget_ms: float | None,
     runtime: str | None,
     as_json: bool,
@@ -85,6 +97,8 @@ def bench(
             budget_ms=budget_ms,
             runtime=runtime,
             progress=progress,
+            inputs=inputs,
+            input_files=input_files,
         )
     if csv is not None:
         write_csv(report, csv)
@@ -112,7 +126,7 @@ def render(report) -> None:
     out.print(
         f"{report.runtime.name} {report.runtime.version} on {report.arch}"
         f"{' (emulated)' if report.emulated else ''}, {report.cores} usable core(s); "
-        f"{runs} per row after 1 first + {report.warmup} warm-up invokes"
+        f"{runs} per row after 1 first + {report.warmup} warm-up invokes; inputs: {report.inputs}"
     )
     latency_keys = ["p50", "p90", "p99", "mean", "std", "min", "max"]
     columns = ["model", "load", "first", *latency_keys, "inf/s", "peak RSS", "GMAC/s", "XNNPACK", "budget"]

@@ -36,20 +36,23 @@ def inspect(path: Path, as_json: bool) -> None:
             t.dtype,
             "-" if t.scale is None else f"{t.scale:.6g}",
             "-" if t.zero_point is None else t.zero_point,
+            describe_extra(t),
         ]
         for kind, tensors in (("input", info.inputs), ("output", info.outputs))
         for t in tensors
     ]
-    out.print(table("tensors", ["", "name", "shape", "dtype", "scale", "zero point"], rows))
+    out.print(table("tensors", ["", "name", "shape", "dtype", "scale", "zero point", "preprocess / labels"], rows))
     out.print(table("operators", ["operator", "count"], list(info.operators.items()), right=("count",)))
     out.print(table("tensor dtypes", ["dtype", "count"], list(info.tensor_dtypes.items()), right=("count",)))
     if info.manifest:
         m = info.manifest
+        old = " (edgekit 0.1's format, read as schema 2)" if m["schema"] == 1 else ""
         out.print(
-            f"manifest: schema {m['schema']}, {m['name']} for {m['target'].get('name')} "
-            f"({m['quantization']}), task {m['task']}, created by {m['created_by']}, "
-            f"preprocess {m['inputs'][0].get('preprocess')}"
+            f"manifest: schema {m['schema']}{old}, {m['name']} for {m['target'].get('name')} "
+            f"({m['quantization']}), task {m['task']}, created by {m['created_by']}"
         )
+        if m.get("postprocess"):
+            out.print(f"postprocess: {show_value(m['postprocess'])}")
     recipe = recipe_of(info)
     if recipe:
         rows = [[key, show_value(value)] for key, value in recipe.items()]
@@ -65,6 +68,18 @@ def recipe_of(info: Any) -> dict[str, Any] | None:
 
 
 def show_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {show_value(item)}" for key, item in value.items())
     if isinstance(value, (list, tuple)):
         return ", ".join(str(item) for item in value)
     return "-" if value is None else str(value)
+
+
+def describe_extra(tensor: Any) -> str:
+    """An input's preprocessing or an output's labels file, in a table cell."""
+    p = getattr(tensor, "preprocess", None)
+    if p is not None:
+        mean, std = ",".join(f"{v:g}" for v in p.mean), ",".join(f"{v:g}" for v in p.std)
+        return f"{p.color} {p.size[0]}x{p.size[1]} {p.layout}, mean {mean}, std {std}"
+    labels = getattr(tensor, "labels", None)
+    return f"labels {labels}" if labels else "-"

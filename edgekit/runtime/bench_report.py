@@ -66,6 +66,7 @@ class BenchReport:
     budget_enforced: bool
     peak_rss_scope: str
     rows: tuple[BenchRow, ...]
+    inputs: str = "random"  # or the given sample (`--inputs`, `--input NAME=PATH`)
 
     @property
     def over_budget_rows(self) -> tuple[BenchRow, ...]:
@@ -90,6 +91,7 @@ class BenchReport:
             "budget_enforced": self.budget_enforced,
             "over_budget": self.over_budget,
             "peak_rss_scope": self.peak_rss_scope,
+            "inputs": self.inputs,
             "rows": [row.to_dict() for row in self.rows],
         }
 

@@ -19,12 +19,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from edgekit import defaults
-from edgekit.bundle import ARCHIVE_SUFFIX, MAX_THREADS, open_bundle
+from edgekit.bundle import ARCHIVE_SUFFIX, MAX_THREADS, TensorSpec, open_bundle
 from edgekit.errors import EdgekitError, InputError, UsageError
 from edgekit.progress import Progress
 from edgekit.progress import report as report_progress
@@ -36,9 +36,10 @@ from edgekit.runtime.bench_files import save_latency_plot as save_latency_plot
 from edgekit.runtime.bench_files import write_csv as write_csv
 from edgekit.runtime.bench_report import BenchReport, BenchRow
 from edgekit.runtime.bench_report import row_label as row_label
-from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter
+from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter, tensor_spec
 from edgekit.runtime.macs import count_macs
 from edgekit.runtime.process import machine_arch, peak_rss_bytes, reset_peak_rss, usable_cores
+from edgekit.runtime.samples import Sample, prepare_sample, sample_name
 from edgekit.runtime.session import Session, is_emulated
 from edgekit.runtime.stats import LatencyStats, within_budget
 from edgekit.runtime.timing import time_invokes
@@ -66,6 +67,18 @@ def benchmark_inputs(interpreter: Any, seed: int = INPUT_SEED) -> list[tuple[int
             array = np.zeros(shape, dtype=dtype)
         inputs.append((int(detail["index"]), array))
     return inputs
+
+
+def given_inputs(
+    interpreter: Any, sample: Sample, specs: tuple[TensorSpec, ...] | None
+) -> list[tuple[int, np.ndarray]]:
+    """(tensor index, array) for every input from a given sample (`--inputs`, `--input NAME=PATH`),
+    prepared as `edgekit run` prepares it. A bare `.tflite` knows its inputs by the interpreter's names
+    and has no image preprocessing."""
+    details = interpreter.get_input_details()
+    specs = specs or tuple(tensor_spec(d) for d in details)
+    tensors = prepare_sample(sample, specs).tensors
+    return [(int(d["index"]), tensors[spec.name]) for d, spec in zip(details, specs)]
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -147,12 +160,18 @@ def bench_row(
     repeat: int | None,
     min_seconds: float | None,
     macs: int | None,
+    sample: Sample | None = None,
 ) -> BenchRow:
-    """Load a fresh interpreter with `threads` threads and time it."""
+    """Load a fresh interpreter with `threads` threads and time it (on `sample`, else random inputs)."""
     gc.collect()
     reset_peak_rss()
     interpreter, load_ms = _load(model, threads, runtime)
-    for index, array in benchmark_inputs(interpreter):
+    specs = model.bundle.manifest.inputs if model.bundle is not None else None
+    try:
+        given = given_inputs(interpreter, sample, specs) if sample is not None else None
+    except InputError as exc:  # the same sample goes to every model: say which one it does not fit
+        raise InputError(f"{model.given}: {exc}") from None
+    for index, array in given or benchmark_inputs(interpreter):
         interpreter.set_tensor(index, array)
     # Collection pauses would land inside timed invokes: collect now, then keep the collector off.
     gc.collect()
@@ -196,8 +215,14 @@ def bench(
     budget_ms: float | None = None,
     runtime: str | None = None,
     progress: Progress | None = None,
+    inputs: Sample | None = None,
+    input_files: Mapping[str, Any] | None = None,
 ) -> BenchReport:
     """Benchmark bundles or `.tflite` models side by side over a sweep of thread counts.
+
+    Inputs are seeded random values, or one given sample for every model: `inputs` (a `.npz` keyed by
+    input name, an image or `.npy` for one-input models, or a mapping) or `input_files` (the CLI's
+    `--input NAME=PATH`).
 
     `threads` defaults to each bundle's target (a bare model: the usable cores). Without `repeat` or
     `min_seconds`, `defaults.REPEAT` timed invokes per row. `budget_ms` (default: each bundle's) judges
@@ -217,6 +242,9 @@ def bench(
         raise UsageError(f"--warmup must be >= 0, got {warmup}")
     if budget_ms is not None and not 0 < budget_ms < math.inf:
         raise UsageError(f"--budget-ms must be a positive number, got {budget_ms}")
+    if inputs is not None and input_files:
+        raise UsageError("--inputs and --input exclude each other; give one sample either way")
+    sample = dict(input_files) if input_files else inputs
     sweep = list(dict.fromkeys(int(t) for t in threads)) if threads else None
     if sweep and not 1 <= min(sweep) <= max(sweep) <= MAX_THREADS:
         raise UsageError(f"--threads must be from 1 to {MAX_THREADS}, got {','.join(map(str, sweep))}")
@@ -234,7 +262,7 @@ def bench(
             macs = model_macs(model.model_path)
             for count in sweep or [model.default_threads]:
                 report_progress(progress, f"{model.name} x{count}", len(rows), total)
-                rows.append(bench_row(model, count, chosen_runtime, warmup, repeat, min_seconds, macs))
+                rows.append(bench_row(model, count, chosen_runtime, warmup, repeat, min_seconds, macs, sample))
     report_progress(progress, "done", len(rows), total)
     emulated = is_emulated()
     return BenchReport(
@@ -249,4 +277,5 @@ def bench(
         budget_enforced=not emulated,
         peak_rss_scope="row" if per_row_rss else "process",
         rows=tuple(rows),
+        inputs="random" if sample is None else sample_name(sample, 0),
     )

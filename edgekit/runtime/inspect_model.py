@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class ModelInfo:
         return None if self.manifest is None else self.manifest.get("schema")
 
     @property
+    def task(self) -> str | None:
+        """The bundle's task (classify, detect, segment, raw; None for a bare `.tflite`)."""
+        return None if self.manifest is None else self.manifest.get("task")
+
+    @property
     def recipe(self) -> dict[str, Any] | None:
         """The conversion recipe the bundle records (None for a bare `.tflite` or a bundle made before
         recipes were recorded)."""
@@ -56,6 +62,7 @@ class ModelInfo:
             "weight_bytes": self.weight_bytes,
             "weight_dtypes": dict(self.weight_dtypes),
             "schema": self.schema,
+            "task": self.task,
             "recipe": self.recipe,
             "manifest": self.manifest,
         }
@@ -122,5 +129,22 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     if source.is_dir() and not (source / MANIFEST_NAME).exists() and source.suffix == ".tflite":
         raise InputError(f"{source}: is a folder, not a .tflite file")
     with open_bundle(source) as bundle:
-        info = inspect_tflite(bundle.model_path, manifest=bundle.manifest.to_dict())
-        return ModelInfo(**{**info.__dict__, "path": str(source)})
+        manifest = bundle.manifest
+        info = inspect_tflite(bundle.model_path, manifest=manifest.to_dict())
+        return dataclasses.replace(
+            info,
+            path=str(source),
+            inputs=_as_listed(info.inputs, manifest.inputs),
+            outputs=_as_listed(info.outputs, manifest.outputs),
+        )
+
+
+def _as_listed(actual: tuple[TensorSpec, ...], listed: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """The model's tensors under the manifest's names, with their preprocessing and labels (the shapes,
+    dtypes and quantization stay the model's own: inspect shows what is there)."""
+    if len(actual) != len(listed):
+        return actual
+    return tuple(
+        dataclasses.replace(tensor, name=spec.name, preprocess=spec.preprocess, labels=spec.labels)
+        for tensor, spec in zip(actual, listed)
+    )

@@ -45,6 +45,12 @@ def _is_input(path: Path) -> bool:
 def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
     """Decode an image as the model expects it: upright (EXIF), in the colour mode, resized;
     uint8 array of shape (height, width, channels)."""
+    return decode_image(path, spec)[0]
+
+
+def decode_image(path: Path, spec: Preprocess) -> tuple[np.ndarray, tuple[int, int]]:
+    """`image_pixels`, and the upright image's own (width, height) before the resize: what boxes
+    and masks are scaled back to."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -53,12 +59,15 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                original = None
                 if image.format == "JPEG":
                     # Let libjpeg decode at a reduced scale when the image is much larger: far less work.
                     # The size asked for is in stored orientation, so swap it when EXIF will rotate by 90°.
                     turned = image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)
+                    original = image.size[::-1] if turned else image.size  # before draft mode shrinks it
                     image.draft(spec.color, (height, width) if turned else (width, height))
                 image = _upright(image)
+                original = original or image.size
                 image = _to_color(image, spec.color)
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.BILINEAR)
@@ -71,7 +80,7 @@ def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:
         raise InputError(f"{path}: cannot read image ({_describe(exc)})") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    return pixels
+    return pixels, original
 
 
 def _upright(image):
@@ -187,6 +196,9 @@ def as_model_input(array: np.ndarray, tensor: TensorSpec, spec: Preprocess | Non
         raise InputError(f"{where}: array shape {array.shape} does not match the input shape {shape}")
     if array.dtype == np.dtype(tensor.dtype) and array.dtype.kind in "iu":
         return array
+    if array.dtype.kind == "f" and np.dtype(tensor.dtype).kind in "biu" and not tensor.quantized:
+        # Token ids, indices, flags: truncating floats would change the values silently.
+        raise InputError(f"{where}: dtype {array.dtype} does not fit input {tensor.name!r} ({tensor.dtype})")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InputError(f"{where}: holds NaN or infinite values")
     if array.dtype == np.uint8 and spec is not None:  # raw pixels, batch first: channels on axis 1 in NCHW

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -16,54 +16,14 @@ from edgekit.bundle import MANIFEST_NAME, MAX_THREADS, MODEL_NAME, Bundle, Manif
 from edgekit.errors import InputError, UsageError
 from edgekit.runtime import timing
 from edgekit.runtime.interpreter import RuntimeInfo, delegate_applied, find_runtime, load_interpreter, tensor_spec
-from edgekit.runtime.preprocess import collect_input_files, dequantize, load_input, quantize
+from edgekit.runtime.outputs import InputResult, OutputSummary, PostProcess, TopK, unique_stems
+from edgekit.runtime.preprocess import dequantize
 from edgekit.runtime.process import machine_arch
+from edgekit.runtime.samples import PreparedSample, Sample, collect_samples, prepare_sample, sample_stem, zeros_sample
 from edgekit.runtime.stats import LatencyStats, within_budget
 
 EMULATED_ENV = "EDGEKIT_EMULATED"
-
-
-@dataclass(frozen=True)
-class TopK:
-    index: int
-    label: str | None
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "label": self.label, "score": round(self.score, 6)}
-
-
-@dataclass(frozen=True)
-class OutputSummary:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    values: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "values": [round(v, 6) for v in self.values],
-        }
-
-
-@dataclass(frozen=True)
-class InputResult:
-    """What the model said about one input."""
-
-    input: str
-    top_k: tuple[TopK, ...] | None = None
-    outputs: tuple[OutputSummary, ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"input": self.input}
-        if self.top_k is not None:
-            data["top_k"] = [t.to_dict() for t in self.top_k]
-        if self.outputs is not None:
-            data["outputs"] = [o.to_dict() for o in self.outputs]
-        return data
+__all__ = ["InputResult", "OutputSummary", "RunReport", "Session", "TopK", "run"]  # result types: outputs.py
 
 
 @dataclass(frozen=True)
@@ -132,7 +92,8 @@ def is_emulated() -> bool:
 
 
 class Session:
-    """A loaded bundle with its interpreter, ready to predict."""
+    """A loaded bundle with its interpreter, ready to predict. Inputs and outputs are in the manifest's
+    order, which is the interpreter's (checked on load)."""
 
     def __init__(self, bundle: Bundle, threads: int | None = None, runtime: str | None = None):
         self.bundle = bundle
@@ -170,66 +131,69 @@ class Session:
                         f"{where}: {kind} {spec.name!r} does not match the manifest (model: {actual.dtype} "
                         f"{list(actual.shape)} scale {actual.scale} zero point {actual.zero_point})"
                     )
-        if len(self.manifest.inputs) != 1:
-            raise InputError(f"{where}: edgekit runs models with one input (this one has {len(self.manifest.inputs)})")
-        preprocess = self.manifest.preprocess
-        if preprocess is not None and preprocess_shape(preprocess) != self.manifest.inputs[0].shape:
-            raise InputError(
-                f"{self.bundle.origin or self.bundle.path}/{MANIFEST_NAME}: preprocess ({preprocess.layout} "
-                f"{list(preprocess.size)} {preprocess.color}) does not fit the input shape "
-                f"{list(self.manifest.inputs[0].shape)}"
-            )
+        for spec in self.manifest.inputs:
+            preprocess = spec.preprocess
+            if preprocess is not None and preprocess_shape(preprocess) != spec.shape:
+                raise InputError(
+                    f"{self.bundle.origin or self.bundle.path}/{MANIFEST_NAME}: input {spec.name!r}: preprocess "
+                    f"({preprocess.layout} {list(preprocess.size)} {preprocess.color}) does not fit its shape "
+                    f"{list(spec.shape)}"
+                )
 
     @property
     def input_spec(self) -> TensorSpec:
+        """The first input (the only one of a one-input model)."""
         return self.manifest.inputs[0]
 
+    def load(self, sample: Sample, index: int = 0) -> PreparedSample:
+        """A sample (path, or mapping input name → path or array) → tensors, with its source's size."""
+        return prepare_sample(sample, self.manifest.inputs, index)
+
+    def prepare_sample(self, sample: Sample) -> dict[str, np.ndarray]:
+        """A sample → {input name: the exact tensor the interpreter takes}, in the manifest's order."""
+        return self.load(sample).tensors
+
     def prepare(self, path: Path) -> np.ndarray:
-        """Input file → the exact tensor the interpreter takes."""
-        return quantize(load_input(path, self.input_spec, self.manifest.preprocess), self.input_spec)
+        """An input file of a one-input model → the exact tensor the interpreter takes."""
+        return self.prepare_sample(path)[self.input_spec.name]
 
     def zeros(self) -> np.ndarray:
-        return quantize(np.zeros(self.input_spec.shape, dtype=np.float32), self.input_spec)
+        return zeros_sample(self.manifest.inputs).tensors[self.input_spec.name]
 
-    def set_input(self, tensor: np.ndarray) -> None:
-        self.interpreter.set_tensor(self._input_index[0], tensor)
+    def set_input(self, tensors: np.ndarray | Mapping[str, np.ndarray]) -> None:
+        """Set every input: a mapping by input name, or the one tensor of a one-input model."""
+        if not isinstance(tensors, Mapping):
+            if len(self._input_index) != 1:
+                raise InputError(f"this model has {len(self._input_index)} inputs: give one tensor per input name")
+            tensors = {self.input_spec.name: tensors}
+        for index, spec in zip(self._input_index, self.manifest.inputs):
+            if spec.name not in tensors:
+                names = ", ".join(s.name for s in self.manifest.inputs)
+                raise InputError(f"no tensor for input {spec.name!r} (the model takes: {names})")
+            self.interpreter.set_tensor(index, tensors[spec.name])
 
     def invoke(self) -> None:
         self.interpreter.invoke()
 
     def outputs(self) -> list[np.ndarray]:
+        """The raw output tensors, in the manifest's order."""
         return [self.interpreter.get_tensor(i) for i in self._output_index]
 
-    def predict(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """One inference on a prepared tensor; outputs dequantized to float32."""
-        self.set_input(tensor)
+    def predict(self, tensors: np.ndarray | Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One inference on prepared tensors; outputs dequantized to float32, in the manifest's order."""
+        self.set_input(tensors)
         self.invoke()
         return [dequantize(y, spec) for y, spec in zip(self.outputs(), self.manifest.outputs)]
 
     def summarize(self, name: str, outputs: list[np.ndarray], top_k: int) -> InputResult:
-        if self.manifest.task == "classify":
-            scores = outputs[0].reshape(-1)
-            k = max(1, min(top_k, scores.size))
-            best = np.argsort(-scores, kind="stable")[:k]
-            labels = self.labels
-            return InputResult(
-                name,
-                top_k=tuple(
-                    TopK(int(i), labels[i] if labels and i < len(labels) else None, float(scores[i])) for i in best
-                ),
-            )
-        return InputResult(
-            name,
-            outputs=tuple(
-                OutputSummary(spec.name, tuple(y.shape), spec.dtype, tuple(float(v) for v in y.reshape(-1)[:8]))
-                for y, spec in zip(outputs, self.manifest.outputs)
-            ),
-        )
+        """The result `run` reports for outputs of a sample called `name` (no detection settings)."""
+        post = PostProcess.of(self.bundle, top_k, defaults.CONF, defaults.IOU, defaults.MAX_DETECTIONS)
+        return post.summarize(PreparedSample(name, Path(name).stem, {}), outputs)
 
 
 def run(
     bundle: str | os.PathLike[str],
-    inputs: Sequence[str | os.PathLike[str]] = (),
+    inputs: Sequence[Sample] | Sample = (),
     threads: int | None = None,
     warmup: int = defaults.WARMUP,
     repeat: int = defaults.REPEAT,
@@ -237,39 +201,59 @@ def run(
     top_k: int = defaults.TOP_K,
     runtime: str | None = None,
     trusted_key: str | os.PathLike[str] | None = None,
+    input_files: Mapping[str, Any] | None = None,
+    save_outputs: str | os.PathLike[str] | None = None,
+    conf: float = defaults.CONF,
+    iou: float = defaults.IOU,
+    max_detections: int = defaults.MAX_DETECTIONS,
 ) -> RunReport:
-    """Run a bundle on input files (or zeros), time it, and judge the latency against the budget.
-    With `trusted_key` (a NAME.pub) the bundle's signature is checked before anything is loaded."""
+    """Run a bundle on samples (or zeros), time it, and judge the latency against the budget.
+
+    A sample is an image or `.npy` (one-input models), a `.npz` keyed by input name, a folder of
+    those, or a mapping {input name: path or array}; `input_files` is one more such mapping (the
+    CLI's `--input NAME=PATH`). `save_outputs` (a folder) gets every output of every sample as
+    float32 `.npy` (and for `detect`/`segment` the picture). With `trusted_key` (a NAME.pub) the
+    bundle's signature is checked before anything is loaded."""
     if warmup < 0 or repeat < 1:
         raise UsageError("--warmup must be >= 0 and --repeat >= 1")
     if budget_ms is not None and not (0 < budget_ms < math.inf):
         raise UsageError(f"--budget-ms must be a positive number, got {budget_ms}")
-    if isinstance(inputs, (str, os.PathLike)):  # one path, not a sequence of characters
+    check_detection_settings(conf, iou, max_detections)
+    if save_outputs is not None and Path(save_outputs).exists() and not Path(save_outputs).is_dir():
+        raise InputError(f"{save_outputs}: --save-outputs needs a folder, this is a file")
+    if isinstance(inputs, (str, os.PathLike, Mapping)):  # one sample, not a sequence of characters or keys
         inputs = [inputs]
+    if input_files:
+        inputs = [*inputs, dict(input_files)]
     with open_bundle(bundle, trusted_key=trusted_key) as opened:
         session = Session(opened, threads=threads, runtime=runtime)
-        files = collect_input_files(inputs)
-        names = [str(p) for p in files] or ["<zeros>"]
-        first = session.prepare(files[0]) if files else session.zeros()
+        post = PostProcess.of(opened, top_k, conf, iou, max_detections)
+        samples = collect_samples(inputs)
+        first = session.load(samples[0], 0) if samples else zeros_sample(opened.manifest.inputs)
+        stems = unique_stems([sample_stem(s, i) for i, s in enumerate(samples)] or ["zeros"])
 
-        # Invoke only: the input is set once, outside the timed region; the first invoke (slower:
+        # Invoke only: the inputs are set once, outside the timed region; the first invoke (slower:
         # XNNPACK packs weights lazily) and the warm-up are not counted.
-        session.set_input(first)
+        session.set_input(first.tensors)
         _, invoke_ns = timing.time_invokes(session.interpreter.invoke, warmup, repeat)
 
-        # End to end: decode + preprocess + invoke + postprocess, every input at least once.
-        results: list[InputResult | None] = [None] * len(names)
-        e2e_ns = np.empty(max(repeat, len(names)), dtype=np.int64)
+        # End to end: decode + preprocess + invoke + postprocess, every sample at least once. Saving
+        # outputs happens after the clock is read.
+        count = max(len(samples), 1)
+        results: list[InputResult | None] = [None] * count
+        e2e_ns = np.empty(max(repeat, count), dtype=np.int64)
         clock = time.perf_counter_ns
         for i in range(e2e_ns.size):
-            j = i % len(names)
+            j = i % count
             start = clock()
-            tensor = session.prepare(files[j]) if files else session.zeros()
-            outputs = session.predict(tensor)
-            result = session.summarize(names[j], outputs, top_k)
+            prepared = session.load(samples[j], j) if samples else first
+            outputs = session.predict(prepared.tensors)
+            result = post.summarize(prepared, outputs)
             e2e_ns[i] = clock() - start
             if results[j] is None:
                 results[j] = result
+                if save_outputs is not None:
+                    post.save(Path(save_outputs), stems[j], prepared, outputs, result)
 
         latency = LatencyStats.from_ns(invoke_ns)
         budget = float(budget_ms) if budget_ms is not None else opened.manifest.budget_ms
@@ -294,3 +278,12 @@ def run(
             repeat=repeat,
             results=tuple(r for r in results if r is not None),
         )
+
+
+def check_detection_settings(conf: float, iou: float, max_detections: int) -> None:
+    if not 0 <= conf <= 1:
+        raise UsageError(f"--conf must be from 0 to 1, got {conf}")
+    if not 0 <= iou <= 1:
+        raise UsageError(f"--iou must be from 0 to 1, got {iou}")
+    if max_detections < 1:
+        raise UsageError(f"--max-detections must be at least 1, got {max_detections}")

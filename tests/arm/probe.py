@@ -1,7 +1,10 @@
 """Runs inside an emulated ARM Python (or a reference x86 one): feeds bundles through the device half
-and prints raw output tensors as JSON, so the test can compare architectures bit for bit.
+and prints every raw output tensor of every sample as JSON (one entry per sample and output), so the
+test can compare architectures output by output.
 
-Usage: PYTHON probe.py CASES.json   (CASES: [{"bundle": path, "inputs": [paths], "runtime": name}])
+Usage: PYTHON probe.py CASES.json
+  CASES: [{"bundle": path, "inputs": [sample, ...], "runtime": name}]; a sample is a path (image,
+  .npy, .npz keyed by input name, or a folder of them) or an object {input name: path}.
 """
 
 import json
@@ -10,19 +13,26 @@ import sys
 import time
 
 from edgekit.bundle import open_bundle
-from edgekit.runtime.preprocess import collect_input_files
+from edgekit.runtime.samples import collect_samples, sample_name
 from edgekit.runtime.session import Session
 
 
 def probe(case):
     with open_bundle(case["bundle"]) as bundle:
         session = Session(bundle, threads=1, runtime=case["runtime"])
-        outputs = []
-        for path in collect_input_files(case["inputs"]):
-            session.set_input(session.prepare(path))
+        outputs = []  # one entry per (sample, output), samples in order, outputs in the manifest's order
+        for index, sample in enumerate(collect_samples(case["inputs"])):
+            session.set_input(session.prepare_sample(sample))
             session.invoke()
-            raw = session.outputs()[0]
-            outputs.append({"input": str(path), "dtype": str(raw.dtype), "values": raw.reshape(-1).tolist()})
+            for spec, raw in zip(bundle.manifest.outputs, session.outputs()):
+                outputs.append(
+                    {
+                        "input": sample_name(sample, index),
+                        "name": spec.name,
+                        "dtype": str(raw.dtype),
+                        "values": raw.reshape(-1).tolist(),
+                    }
+                )
         timings = []
         for _ in range(case.get("repeat", 0)):  # optional: invoke latency (emulated ms when under QEMU)
             start = time.perf_counter()

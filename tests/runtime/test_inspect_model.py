@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from edgekit.bundle import SCHEMA_VERSION
 from edgekit.runtime.inspect_model import inspect
 
 
@@ -31,7 +32,7 @@ def test_bundle_shows_its_recipe_and_schema(bundle_copy):
     manifest = edit_conversion(bundle_copy, lambda conversion: conversion.update(recipe=recipe))
     data = json.loads(json.dumps(inspect(bundle_copy).to_dict()))
     assert data["recipe"] == recipe
-    assert data["schema"] == manifest["schema"] == 1
+    assert data["schema"] == manifest["schema"] == SCHEMA_VERSION == 2
     assert data["manifest"]["conversion"]["recipe"] == recipe  # the whole manifest is still there
 
 
@@ -39,7 +40,7 @@ def test_bundle_without_a_recipe_shows_null(bundle_copy):
     """Bundles made before recipes were recorded."""
     edit_conversion(bundle_copy, lambda conversion: conversion.pop("recipe", None))
     data = inspect(bundle_copy).to_dict()
-    assert data["recipe"] is None and data["schema"] == 1
+    assert data["recipe"] is None and data["schema"] == SCHEMA_VERSION
 
 
 def test_bare_model_has_neither(digits_bundles):

@@ -11,6 +11,7 @@ from edgekit.errors import InputError
 from edgekit.runtime.preprocess import (
     array_input,
     collect_input_files,
+    decode_image,
     dequantize,
     image_input,
     image_pixels,
@@ -104,3 +105,17 @@ def test_folders_expand_recursively_and_sorted(tmp_path):
     ]
     with pytest.raises(InputError, match="no such file"):
         collect_input_files([tmp_path / "missing.png"])
+
+
+@pytest.mark.parametrize("orientation, size", [(1, (640, 480)), (6, (480, 640))])
+def test_decode_reports_the_upright_size_before_resizing(tmp_path, orientation, size):
+    """Boxes and masks go back to the image's own pixels: JPEG draft mode and EXIF turns must not fool it."""
+    path = tmp_path / "big.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.new("RGB", (640, 480), (10, 20, 30)).save(path, exif=exif)
+    pixels, original = decode_image(path, RGB)
+    assert pixels.shape == (4, 6, 3) and original == size
+    png = tmp_path / "small.png"
+    Image.new("L", (7, 5)).save(png)
+    assert decode_image(png, GREY)[1] == (7, 5)
