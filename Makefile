@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip uninstall --quiet --yes edgekit 2>/dev/null || true  # the distribution's name before 0.2
-	$(PY) -m pip install --quiet -e ".[convert,runtime,dev,fleet]"
+	$(PY) -m pip install --quiet -e ".[convert,runtime,dev,fleet,onnx]"
+	$(PY) -m pip install --quiet --no-deps $(ONNX_NO_DEPS)
 	touch $(STAMP)
+
+# The onnx extra's converters, without their dependencies (their pins would replace TensorFlow 2.21 and
+# numpy 2): onnx2tf makes a float SavedModel from a .onnx, onnxsim fixes its shapes, tf-keras runs onnx2tf.
+ONNX_NO_DEPS := onnx2tf==1.29.24 tf-keras==2.21.0 onnxsim==0.4.36
 
 # The digits sample: trained locally in ~20 s from scikit-learn's bundled digits (no download).
 sample: $(DIGITS)/digits.keras

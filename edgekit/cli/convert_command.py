@@ -68,7 +68,8 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
 @argument(
     "model",
     "MODEL",
-    "A Keras 3 .keras file, a legacy .h5, a SavedModel folder, or an existing .tflite (bundled as it is).",
+    "A Keras 3 .keras file, a legacy .h5, a SavedModel folder, an ONNX .onnx (PyTorch's export), or an existing "
+    ".tflite (bundled as it is).",
 )
 @option(
     "--recipe",
@@ -106,6 +107,14 @@ INPUTS, QUANTIZATION, CHECKS, PRUNING, OUTPUT = (
 @unsafe_load_option(
     "Load Keras files that carry Python code (Lambda layers, custom objects); refused by default because loading runs that code. Only for files you trust.",
     panel=INPUTS,
+)
+@option(
+    "--input-shape",
+    multiple=True,
+    metavar="[NAME=]1,3,H,W",
+    panel=INPUTS,
+    help="ONNX models with dynamic dimensions: the shape to convert for, e.g. 1,3,320,320 (the only input) or "
+    "images=1,3,320,320 (repeatable, one per input). A dynamic batch alone becomes 1.",
 )
 @option(
     "-t",

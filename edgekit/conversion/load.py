@@ -50,6 +50,8 @@ class SourceModel:
     export_names: tuple[str, ...] | None = None
     export_output_names: tuple[str, ...] | None = None  # the same for outputs; None: the output names
     saved_model_path: Path | None = None  # a SavedModel to convert (ONNX: made by onnx2tf)
+    cleanup: Any = None  # a context manager: leaving it removes the source's temporary files (ONNX)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # more for the manifest's source (ONNX)
 
     @property
     def input_shape(self) -> tuple[int | None, ...]:
@@ -91,7 +93,7 @@ class SourceModel:
         data = {"file": self.path.name, "kind": self.kind, "sha256": self.sha256}
         if self.quantization is not None:
             data["quantization"] = self.quantization
-        return data
+        return {**data, **self.details}
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Loaded:
 def load_inputs(model: str | os.PathLike[str], recipe: ConvertOptions) -> Loaded:
     """The model, its input contract (preprocessing, classes, labels, task) and the calibration and
     evaluation data, each loaded and preprocessed once."""
-    source = load_model(model, unsafe=recipe.unsafe_load)
+    source = load_model(model, unsafe=recipe.unsafe_load, input_shapes=recipe.input_shape, verbose=recipe.verbose)
     inputs = model_inputs(source.inputs, source.outputs, recipe.mean, recipe.std, recipe.labels, recipe.task)
     calibration = None
     if recipe.calibration is not None:
@@ -124,9 +126,9 @@ def model_kind(path: Path) -> str:
             return "saved_model"
         raise InputError(f"{path}: folder is not a SavedModel (no saved_model.pb)")
     suffix = path.suffix.lower()
-    kinds = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite"}
+    kinds = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".tflite": "tflite", ".onnx": "onnx"}
     if suffix not in kinds:
-        raise InputError(f"{path}: unknown model format (expected .keras, a SavedModel folder, .h5 or .tflite)")
+        raise InputError(f"{path}: unknown model format (expected .keras, a SavedModel folder, .h5, .tflite or .onnx)")
     return kinds[suffix]
 
 
@@ -141,8 +143,11 @@ def folder_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceModel:
-    """Load a model file for conversion; Keras files are loaded in safe mode unless `unsafe`."""
+def load_model(
+    path: str | os.PathLike[str], unsafe: bool = False, input_shapes: Any = None, verbose: bool = False
+) -> SourceModel:
+    """Load a model file for conversion; Keras files are loaded in safe mode unless `unsafe`; `input_shapes`
+    fixes an ONNX model's dynamic dimensions."""
     source = Path(path)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
@@ -151,6 +156,8 @@ def load_model(path: str | os.PathLike[str], unsafe: bool = False) -> SourceMode
         return _load_keras(source, kind, unsafe)
     if kind == "saved_model":
         return _load_saved_model(source)
+    if kind == "onnx":
+        return _load_onnx(source, input_shapes, verbose)
     return _load_tflite(source)
 
 
@@ -319,6 +326,25 @@ def _load_saved_model(path: Path) -> SourceModel:
         sha256=folder_sha256(path),
         predict_fn=predict,
         keras_model=loaded,  # keep the object alive: the signature refers to it
+    )
+
+
+def _load_onnx(path: Path, input_shapes: Any, verbose: bool) -> SourceModel:
+    from edgekit.conversion.onnx_model import load_onnx
+
+    model = load_onnx(path, input_shapes, verbose)
+    return SourceModel(
+        path,
+        "onnx",
+        tuple(TensorInfo(t.name, t.shape) for t in model.inputs),
+        tuple(TensorInfo(t.name, t.shape) for t in model.outputs),
+        model.sha256,
+        predict_fn=model.predict,
+        export_names=model.signature_inputs,
+        export_output_names=model.signature_outputs,
+        saved_model_path=model.saved_model_path,
+        cleanup=model.workdir,
+        details=model.to_dict(),
     )
 
 

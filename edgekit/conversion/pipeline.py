@@ -54,7 +54,12 @@ from edgekit.targets import QUANT_MODES
 
 
 def convert(
-    model: str | os.PathLike[str], recipe: Any = None, *, progress: Progress | None = None, **options: Any
+    model: str | os.PathLike[str] | Any,
+    recipe: Any = None,
+    *,
+    progress: Progress | None = None,
+    example_inputs: Any = None,
+    **options: Any,
 ) -> ConversionReport:
     """Convert a trained model into one bundle per target, as `recipe` says.
 
@@ -63,7 +68,13 @@ def convert(
     quantization="int8", calibration="calib.npz")`). Every conversion is checked against its source; a
     bundle that would miss the thresholds is refused (exit 4) before anything is written, unless
     `allow_degraded`. Each bundle's manifest keeps the recipe, so `convert(model, recipe=<that>)`
-    converts the same way again."""
+    converts the same way again. A torch.nn.Module with `example_inputs=(tensor, ...)` is exported to ONNX
+    first (torch.onnx.export) and converted as that `.onnx`."""
+    if not isinstance(model, (str, os.PathLike)):
+        from edgekit.conversion.onnx_torch import exported_onnx
+
+        with exported_onnx(model, example_inputs) as path:
+            return convert(path, recipe, progress=progress, **options)
     recipe = ConvertOptions.resolve(recipe, options)
     with quiet_warnings(recipe.verbose):
         state = load(model, recipe, progress)  # refusals first, then the model, its inputs and the data

@@ -52,6 +52,7 @@ _FLOATS = (
     "finetune_lr",
     "max_channel_error",
 )
+_SHAPES = ("input_shape",)  # ONNX dynamic dimensions: "1,3,320,320" or "NAME=1,3,320,320", kept as written
 _BOOLS = ("archive", "force", "unsafe_load", "verbose", "allow_degraded", "auto_keep_float", "explain")
 
 
@@ -96,6 +97,7 @@ class ConvertOptions:
     float_outputs: tuple[str, ...] = ()  # int8 with these outputs computed and returned in float
     min_accuracy: tuple[str, ...] = ()  # "PCT" (every labelled classifier output) or "NAME=PCT"
     max_channel_error: float = MAX_CHANNEL_ERROR  # raw outputs: worst channel's RMS error / RMS value
+    input_shape: tuple[str, ...] = ()  # --input-shape: fixed shapes for an ONNX model's dynamic dimensions
     on: str | None = None  # -q auto: time the candidate modes on this device over SSH, not on the laptop
     ssh_config: str | None = None
     remote_python: str | None = None
@@ -209,6 +211,8 @@ def _typed(data: Mapping[str, Any], where: str) -> dict[str, Any]:
         elif key in _CHANNELS:  # numbers, or NAME=VALUES strings for models with several image inputs
             items = value if isinstance(value, (list, tuple)) else [value]
             ok = all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in items)
+        elif key in _SHAPES:
+            ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
         elif key in _PATHS:
             ok = isinstance(value, (str, os.PathLike))
         elif key in _TEXT:
@@ -242,6 +246,11 @@ def _normalised(options: ConvertOptions) -> dict[str, Any]:
             value = [value]
         names = tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
         changed[key] = names if names or key != "targets" else None
+    for key in _SHAPES:
+        value = getattr(options, key)
+        if isinstance(value, Mapping):  # Python callers: {"images": (1, 3, 320, 320)}
+            value = [f"{name}={','.join(map(str, dims))}" for name, dims in value.items()]
+        changed[key] = (value,) if isinstance(value, str) else tuple(value or ())
     for key in _CHANNELS:
         value = getattr(options, key)
         if value is not None:
