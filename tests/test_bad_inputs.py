@@ -314,10 +314,10 @@ CASES: dict[str, Case] = {
     ),
     "run: manifest threads beyond any CPU": run_on("manifest-threads", 1, "target.threads", "from 1 to 256"),
     "run: manifest preprocess size that does not fit the input": run_on(
-        "manifest-preprocess-size", 1, MANIFEST_NAME, "does not fit the input shape"
+        "manifest-preprocess-size", 1, MANIFEST_NAME, "does not fit its shape"
     ),
     "run: manifest colour that does not fit the input": run_on(
-        "manifest-preprocess-color", 1, MANIFEST_NAME, "does not fit the input shape"
+        "manifest-preprocess-color", 1, MANIFEST_NAME, "does not fit its shape"
     ),
     "run: manifest input scale that is not the model's": run_on(
         "manifest-scale", 1, "model.tflite", "does not match the manifest"

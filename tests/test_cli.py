@@ -296,7 +296,8 @@ def test_debug_options(digits):
     assert code == 0
     assert report["verification"]["data"] == "eval-data" and report["verification"]["samples"] == 100
     assert report["verification"]["labelled"] is True
-    assert report["thresholds"] == {"min_agreement": 0.5, "min_cosine": 0.5, "max_accuracy_drop": 50.0}
+    thresholds = {"min_agreement": 0.5, "min_cosine": 0.5, "max_accuracy_drop": 50.0, "min_accuracy": None}
+    assert report["thresholds"] == {**thresholds, "max_channel_error": 0.2}
     assert report["suggestion"] is None and report["int8"]["passed"] is True
     table = edgekit_cli("debug", digits["model"], "--calibration", digits["calibration"], "--calibration-size",
                         "60", "--top", "3")  # fmt: skip
