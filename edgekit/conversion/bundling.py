@@ -117,7 +117,7 @@ def write_bundle(
             for t in conversion.inputs
         )
         tensors_out = tuple(
-            replace(t, labels=LABELS_NAME if labels and k == inputs.classifier else None)
+            replace(t, labels=LABELS_NAME if labels and k == inputs.labels_output else None)
             for k, t in enumerate(conversion.outputs)
         )
         manifest = Manifest(

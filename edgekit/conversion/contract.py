@@ -45,6 +45,12 @@ class ModelInputs:
     labels: tuple[str, ...] | None = None
     task: str = "raw"
     postprocess: dict[str, Any] | None = None
+    labelled_output: int | None = None  # the output --labels names the classes of (a classifier's or a detector's)
+
+    @property
+    def labels_output(self) -> int | None:
+        """The output the labels file belongs to: the detector's when --labels named one, else the classifier."""
+        return self.classifier if self.labelled_output is None else self.labelled_output
 
     @property
     def tensor(self) -> TensorSpec:
@@ -109,16 +115,32 @@ def model_inputs(
     classifier = classifier_output(outputs)
     classes = int(outputs[classifier].shape[-1]) if classifier is not None else None  # type: ignore[arg-type]
     label_list = read_labels(labels, classes)
+    labelled = classifier
     if label_list is not None and classifier is None:
+        labelled = detector_labels_output(outputs, task, label_list, labels)
+    chosen, postprocess = choose_task(task, outputs, classifier, label_list is not None)
+    return ModelInputs(
+        tensors, preprocesses, tuple(outputs), classifier, classes, label_list, chosen, postprocess, labelled
+    )
+
+
+def detector_labels_output(outputs: Sequence[TensorInfo], task: str | None, labels: Sequence[str], path: Any) -> int:
+    """The output whose class indices --labels names when no output is a classifier: a detector's (the
+    YOLO head, or the SSD classes output)."""
+    detect = detection_format(outputs, told=task == "detect") if task in (None, "detect") else None
+    if detect is None:
         candidates = [o.name for o in outputs if is_class_scores(o.shape)]
         which = (
             f"several outputs may be class scores ({', '.join(candidates)})"
             if candidates
-            else "no output is one score per class"
+            else "no output is one score per class (a detector needs --task detect)"
         )
-        raise InputError(f"{labels}: --labels names the classes of one class-score output, but {which}")
-    chosen, postprocess = choose_task(task, outputs, classifier, label_list is not None)
-    return ModelInputs(tensors, preprocesses, tuple(outputs), classifier, classes, label_list, chosen, postprocess)
+        raise InputError(f"{path}: --labels names the classes of one class-score output, but {which}")
+    if detect["format"] == "yolo":
+        if len(labels) != detect["classes"]:
+            raise InputError(f"{path}: {len(labels)} labels for a detector of {detect['classes']} classes")
+        return 0
+    return int(detect["classes"])
 
 
 def per_input(

@@ -122,6 +122,26 @@ def test_mean_and_std_by_input_name_with_several_image_inputs():
         model_inputs(images, outputs, mean=["middle=1"])
 
 
+def test_labels_of_a_detector_name_its_classes(tmp_path):
+    """--labels on a YOLO head (no class-score output) belongs to the head; a count that does not
+    match its classes is refused, and so are labels for a model that is no detector."""
+    image = [TensorInfo("image", (None, 96, 96, 3))]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("square\ncircle\ntriangle\n")
+    head = [TensorInfo("output0", (None, 7, 144))]
+    contract = model_inputs(image, head, labels=labels, task="detect")
+    assert (
+        contract.task == "detect"
+        and contract.labels_output == 0
+        and contract.labels == ("square", "circle", "triangle")
+    )
+    assert model_inputs(image, head, labels=labels).labels_output == 0  # inferred: 144 candidates, 7 channels
+    with pytest.raises(InputError, match="3 labels for a detector of 4 classes"):
+        model_inputs(image, [TensorInfo("output0", (None, 8, 144))], labels=labels, task="detect")
+    with pytest.raises(InputError, match="no output is one score per class"):
+        model_inputs(image, [TensorInfo("map", (None, 16, 16, 8))], labels=labels)
+
+
 def test_the_task_is_inferred_where_unambiguous_and_checked_when_given():
     def outputs(*shapes):
         return [TensorInfo(f"o{i}", shape) for i, shape in enumerate(shapes)]
