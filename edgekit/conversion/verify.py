@@ -324,14 +324,6 @@ def verification_set(
                 raise InputError(
                     f"{evaluation.path}: label {int(y.max())} is out of range for output {name} with {classes} classes"
                 )
-    elif calibration is not None:
-        x, labels, origin = (
-            take(calibration, evenly_spaced(batch_size(calibration), CHECK_SAMPLES)),
-            None,
-            "calibration",
-        )
-    else:
-        x, labels, origin = synthetic_samples(inputs, SYNTHETIC_SAMPLES), None, "synthetic"
     labelled = labels is not None and any(classifiers[names.index(n)] for n in labels)
     return VerificationSet(
         x=x,

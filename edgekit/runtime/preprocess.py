@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -19,27 +18,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 ARRAY_SUFFIXES = (".npy",)
 MAX_IMAGE_PIXELS = 64_000_000
 EXIF_ORIENTATION = 0x0112
-
-
-def collect_input_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (recursively, sorted) into the image and `.npy` files they hold."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_input(p))
-            if not found:
-                raise InputError(f"{path}: folder holds no images or .npy files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return files
-
-
-def _is_input(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES + ARRAY_SUFFIXES
 
 
 def image_pixels(path: Path, spec: Preprocess) -> np.ndarray:

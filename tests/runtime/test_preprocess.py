@@ -10,7 +10,6 @@ from edgekit.bundle import Preprocess, TensorSpec
 from edgekit.errors import InputError
 from edgekit.runtime.preprocess import (
     array_input,
-    collect_input_files,
     decode_image,
     dequantize,
     image_input,
@@ -18,6 +17,7 @@ from edgekit.runtime.preprocess import (
     load_input,
     quantize,
 )
+from edgekit.runtime.samples import collect_samples
 
 GREY = Preprocess(size=(32, 32), color="L")
 RGB = Preprocess(size=(4, 6), color="RGB", mean=(127.5,), std=(127.5,))
@@ -98,13 +98,15 @@ def test_folders_expand_recursively_and_sorted(tmp_path):
     for name in ("b/2.png", "1.png", "b/a.npy"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "readme.txt").write_text("skip me")
-    assert [p.relative_to(tmp_path).as_posix() for p in collect_input_files([tmp_path])] == [
+    (tmp_path / "b" / "c.npz").write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in collect_samples([tmp_path])] == [
         "1.png",
         "b/2.png",
         "b/a.npy",
+        "b/c.npz",
     ]
     with pytest.raises(InputError, match="no such file"):
-        collect_input_files([tmp_path / "missing.png"])
+        collect_samples([tmp_path / "missing.png"])
 
 
 @pytest.mark.parametrize("orientation, size", [(1, (640, 480)), (6, (480, 640))])
