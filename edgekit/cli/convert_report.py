@@ -144,6 +144,9 @@ def render_checks(report) -> None:
     for b in report.bundles:
         if b.degraded:
             out.print(f"DEGRADED {b.target} ({b.mode}): {'; '.join(b.problems)}")
+    references = {b.fidelity.reference for b in report.bundles} - {"source", "self"}
+    if references:  # an ONNX model's outputs come from onnxruntime, not from the converter's float graph
+        out.print(f"checked against {', '.join(sorted(references))} on the original model")
     for note in report.notes:
         out.print(f"note: {note}")
 

@@ -17,8 +17,8 @@ BOX_SCORE = 0.25  # detections below this score are not compared (the runtime's 
 class Fidelity:
     """Agreement of converted outputs with source outputs over `samples` inputs, for one output.
 
-    `reference` says what the converted model was compared with: its "source" model, or "self" for an
-    existing `.tflite` that has nothing else to be compared with."""
+    `reference` says what the converted model was compared with: its "source" model (for ONNX, what ran
+    it: "onnxruntime X.Y"), or "self" for an existing `.tflite` that has nothing else to be compared with."""
 
     samples: int
     max_abs_error: float

@@ -332,7 +332,7 @@ def verification_set(
         origin=origin,
         is_classifier=classifiers,
         output=names,
-        reference_kind="self" if source.kind == "tflite" else "source",
+        reference_kind="self" if source.kind == "tflite" else str(source.details.get("reference", "source")),
         accuracy_reference=None if unpruned is None or not labelled else unpruned.predict(x),
         postprocess=inputs.postprocess if inputs.task == "detect" else None,
         signature=None if source.kind == "tflite" else (tuple(source.signature_keys), tuple(source.output_keys)),
