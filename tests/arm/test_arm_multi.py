@@ -47,29 +47,86 @@ def multi_cases(multi_bundles, tmp_path_factory) -> list[dict]:
     ]
 
 
-@pytest.fixture(scope="module")
-def multi_answers(multi_cases, tmp_path_factory) -> list[tuple[dict, dict, dict]]:
-    tmp = tmp_path_factory.mktemp("multi-probe")
+def probe_answers(cases: list[dict], tmp) -> list[tuple[dict, dict, dict]]:
+    """(case, ARM answer, x86 answer) for every case: emulated under QEMU per (launcher, CPU) group,
+    the x86 reference with the same runtime release."""
     groups = defaultdict(list)
-    for case in multi_cases:
+    for case in cases:
         target = get_target(case["target"])
         groups[(LAUNCHERS[(target.arch, case["runtime"])], target.qemu_cpu)].append(case)
     emulated = {}
-    for (name, cpu), cases in groups.items():
-        report = run_probe([str(launcher(name))], cases, tmp, env={"QEMU_CPU": cpu})
+    for (name, cpu), group in groups.items():
+        report = run_probe([str(launcher(name))], group, tmp, env={"QEMU_CPU": cpu})
         assert report["heavy_modules"] == []
-        for case, result in zip(cases, report["results"]):
+        for case, result in zip(group, report["results"]):
             emulated[id(case)] = result
     reference = {}
     for runtime, python in (
         ("ai-edge-litert", [sys.executable]),
         ("tflite-runtime", [str(launcher(X86_TFLITE_RUNTIME))]),
     ):
-        cases = [c for c in multi_cases if c["runtime"] == runtime]
-        report = run_probe(python, cases, tmp)
-        for case, result in zip(cases, report["results"]):
+        group = [c for c in cases if c["runtime"] == runtime]
+        report = run_probe(python, group, tmp)
+        for case, result in zip(group, report["results"]):
             reference[id(case)] = result
-    return [(case, emulated[id(case)], reference[id(case)]) for case in multi_cases]
+    return [(case, emulated[id(case)], reference[id(case)]) for case in cases]
+
+
+@pytest.fixture(scope="module")
+def multi_answers(multi_cases, tmp_path_factory) -> list[tuple[dict, dict, dict]]:
+    return probe_answers(multi_cases, tmp_path_factory.mktemp("multi-probe"))
+
+
+@pytest.fixture(scope="module")
+def converted_cases(multi, yolo_like, tmp_path_factory) -> list[dict]:
+    """What `edgekit convert` makes of the several-output models: a two-head Keras model and a
+    two-input one (int8, calibrated), a MediaPipe-style .tflite with one input and two outputs (as it
+    is), and a YOLO-style detector (int8, task detect)."""
+    import numpy as np
+
+    from edgekit.conversion.pipeline import convert
+
+    out = tmp_path_factory.mktemp("converted-multi")
+    made = {
+        "heads": (multi["heads"], {"quantization": "int8", "calibration": multi["calibration"]}, multi["calibration"]),
+        "two_inputs": (
+            multi["two_inputs"],
+            {"quantization": "int8", "calibration": multi["two_calibration"]},
+            multi["two_calibration"],
+        ),
+        "mediapipe_style": (multi["tflite"], {}, multi["calibration"]),
+        "yolo": (yolo_like["model"], {"quantization": "int8", "calibration": yolo_like["calibration"],
+                                      "task": "detect"}, yolo_like["calibration"]),
+    }  # fmt: skip
+    cases = []
+    for model, (path, options, data) in made.items():
+        convert(path, targets=["rpi4"], name=model, out=out, allow_degraded=True, **options)
+        with np.load(data) as arrays:  # two samples, keyed by input name
+            for i in range(2):
+                np.savez(out / f"{model}-{i}.npz", **{key: arrays[key][i : i + 1] for key in arrays.files})
+        inputs = [str(out / f"{model}-{i}.npz") for i in range(2)]
+        for target, runtime in DEVICES:
+            bundle = str(out / f"{model}-rpi4")
+            cases.append(
+                {
+                    "target": target,
+                    "mode": model,
+                    "runtime": runtime,
+                    "bundle": bundle,
+                    "inputs": inputs,
+                    "model": model,
+                }
+            )
+    return cases
+
+
+def test_converted_several_output_models_agree_with_x86(converted_cases, tmp_path):
+    answers = probe_answers(converted_cases, tmp_path)
+    failures = [line for case, arm, x86 in answers for line in compare_outputs(case, arm, x86)]
+    assert not failures, "\n".join(failures)
+    for case, arm, _ in answers:
+        manifest = json.loads((ROOT / case["bundle"] / "edgekit.json").read_text())
+        assert len(arm["outputs"]) == len(manifest["outputs"]) * len(case["inputs"]) >= 2
 
 
 def test_every_output_agrees_with_x86(multi_answers):
