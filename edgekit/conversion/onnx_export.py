@@ -112,6 +112,10 @@ def run_onnx2tf(
     """onnx2tf's Keras model of `onnx_file` (already simplified, fixed shapes): every failure, its
     `sys.exit(1)` included, as one ConversionError naming the op and node it failed at."""
     import_tensorflow()
+    # onnx2tf sets the recursion limit to the C int maximum when imported (for deep graphs): keep that
+    # while it converts, then restore ours, or a later deep recursion crashes the process (a segfault
+    # instead of a RecursionError: a deeply nested manifest, say).
+    recursion_limit = sys.getrecursionlimit()
     with quiet_native_output(verbose) as captured, working_folder(onnx_file.parent):
         failure: BaseException | None = None
         try:
@@ -131,6 +135,8 @@ def run_onnx2tf(
             raise InputError(f"ONNX conversion needs {exc.name or 'onnx2tf'}: {INSTALL_HINT}") from None
         except (Exception, SystemExit) as exc:  # onnx2tf exits the process on errors: keep the process
             failure = exc
+        finally:
+            sys.setrecursionlimit(recursion_limit)
     if failure is None:
         return model
     log = ANSI.sub("", captured[0] if captured else "")

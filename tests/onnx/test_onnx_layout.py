@@ -92,3 +92,15 @@ def test_two_outputs_come_out_in_onnx_order_names_and_layout(onnx_files, tmp_pat
     fidelity = report.bundles[0].to_dict()["fidelity"]
     print("two outputs int8 fidelity", fidelity)
     assert not report.bundles[0].degraded, report.bundles[0].problems
+
+
+def test_loading_an_onnx_model_leaves_the_recursion_limit_as_it_was(onnx_files):
+    """onnx2tf sets it to the C int maximum on import; left so, a deep recursion later (a deeply nested
+    manifest) crashes the process instead of raising RecursionError."""
+    import sys
+
+    from edgekit.conversion.load import load_model
+
+    before = sys.getrecursionlimit()
+    load_model(onnx_files["two_outputs"])
+    assert sys.getrecursionlimit() == before
