@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from edgekit.bundle import Preprocess, TensorSpec
+from edgekit.conversion.contract import ModelInputs
 from edgekit.conversion.inputs import load_samples
 from edgekit.runtime.preprocess import image_input
 from tests.conftest import cli_json
@@ -101,8 +102,9 @@ def test_each_gives_exactly_the_input_of_its_plain_twin(twins, spec):
 @pytest.mark.parametrize("spec", [GREY, RGB], ids=["grey", "rgb"])
 def test_calibration_sees_the_same_samples(twins, spec):
     tensor = TensorSpec("image", (1, *spec.size, spec.channels), "float32")
-    unusual = load_samples(twins["unusual"], tensor, spec, limit=1000).x
-    plain = load_samples(twins["plain"], tensor, spec, limit=1000).x
+    inputs = ModelInputs((tensor,), (spec,))
+    unusual = load_samples(twins["unusual"], inputs, limit=1000).x["image"]
+    plain = load_samples(twins["plain"], inputs, limit=1000).x["image"]
     assert unusual.shape == (len(twins["names"]), *spec.size, spec.channels)
     np.testing.assert_array_equal(unusual, plain)
 
