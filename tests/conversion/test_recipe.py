@@ -92,7 +92,7 @@ def test_recipe_files_are_checked_field_by_field(tmp_path):
 def test_the_manifest_keeps_the_recipe_without_machine_local_settings():
     options = ConvertOptions(quantization="int8", calibration="c.npz", out="/tmp/x", force=True, verbose=True)
     recipe = options.recipe()
-    assert set(MACHINE_LOCAL) == {"out", "force", "verbose", "unsafe_load"}
+    assert set(MACHINE_LOCAL) == {"out", "force", "verbose", "unsafe_load", "on", "ssh_config", "remote_python"}
     assert not set(MACHINE_LOCAL) & set(recipe)
     assert recipe["quantization"] == "int8" and recipe["calibration"] == "c.npz"
     assert ConvertOptions.from_dict(recipe) == ConvertOptions(quantization="int8", calibration="c.npz")
