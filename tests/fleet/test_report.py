@@ -50,8 +50,8 @@ def test_the_fleet_exits_with_the_worst_code():
 
 
 def test_one_host_becomes_a_one_host_inventory(tmp_path):
-    line = target_inventory("pi@10.0.0.5:2222", None, tmp_path).read_text().split()
-    assert line == [SINGLE_HOST, "ansible_host=10.0.0.5", "ansible_port=2222", "ansible_user=pi"]
+    line = target_inventory("pi@127.0.0.5:2222", None, tmp_path).read_text().split()
+    assert line == [SINGLE_HOST, "ansible_host=127.0.0.5", "ansible_port=2222", "ansible_user=pi"]
     assert target_inventory("@site.ini", None, tmp_path).name == "site.ini"
     with pytest.raises(UsageError):
         target_inventory("pi4", "lab", tmp_path)  # --limit without an inventory

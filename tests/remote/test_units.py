@@ -52,7 +52,7 @@ def test_parse_host_refuses_what_could_be_an_option_or_shell(text):
          "host key mismatch"),
         ("No ED25519 host key is known for pi and you have requested strict checking.\nHost key verification failed.",
          "host key not known"),
-        ("ssh: connect to host 10.0.0.9 port 22: Connection timed out", "connection timed out"),
+        ("ssh: connect to host 127.0.0.9 port 22: Connection timed out", "connection timed out"),
         ("Connection to 127.0.0.2 closed by remote host.", "the connection dropped"),
         ("something new", "ssh failed (something new)"),
     ],
